@@ -1,0 +1,1 @@
+"""kaffa_conformance"""

@@ -1,0 +1,58 @@
+"""The float64 reference: one small, obviously correct numpy function per operator.
+
+A reference takes the op's parsed arguments (``OpSchema.parse_args``: every argument present,
+defaults filled, spellings canonicalized) and the inputs, and returns a tuple with one array per
+output. Float inputs arrive as float64, integer inputs as int64, bool as bool. It imports nothing
+from any backend plugin; it is written for clarity, not speed.
+
+Plugins that add operators register references for them with ``register``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+RefFn = Callable[..., tuple[np.ndarray, ...]]
+REFERENCES: dict[str, RefFn] = {}
+
+
+def reference(*ops: str) -> Callable[[RefFn], RefFn]:
+    """Decorator: ``@reference("Relu") def relu(args, x): return (np.maximum(x, 0),)``."""
+
+    def deco(fn: RefFn) -> RefFn:
+        for op in ops:
+            if op in REFERENCES:
+                raise ValueError(f"a reference for {op} is already registered")
+            REFERENCES[op] = fn
+        return fn
+
+    return deco
+
+
+register = reference
+
+
+def get(op: str) -> RefFn | None:
+    _load()
+    return REFERENCES.get(op)
+
+
+_loaded = False
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        from kaffa_conformance.reference import activation, fill, math, nn, tensor  # noqa: F401
+
+
+def run(op: str, args: dict[str, Any], inputs: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    fn = get(op)
+    if fn is None:
+        raise KeyError(f"no reference for operator {op}")
+    out = fn(args, *inputs)
+    return tuple(out)

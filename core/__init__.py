@@ -1,0 +1,69 @@
+"""kaffa: a Caffe2-style deep-learning framework.
+
+Models are protobuf graphs of operators (wire-compatible with Caffe2's NetDef); a
+device-agnostic core runs them and dispatches every operator to a hardware backend plugin.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from kaffa import ops as _ops  # noqa: F401  (registers the built-in schemas)
+from kaffa.core import BlobReference, CreateOperator, DeviceOption, Net, create_operator
+from kaffa.device import CPU, CUDA, METAL, OPENCL, Device
+from kaffa.engines import set_global_engine_pref, set_per_op_engine_pref
+from kaffa.errors import (
+    ArgumentError,
+    DeviceError,
+    ExecutionError,
+    KaffaError,
+    MissingBlobError,
+    ModelFormatError,
+    OperatorError,
+    PluginError,
+    SchemaError,
+    ShapeError,
+    UnknownOperatorError,
+    UnsupportedOperatorError,
+)
+from kaffa.net import FallbackWarning, PlacementReport
+from kaffa.plugins import hookimpl
+from kaffa.rng import set_random_seed
+from kaffa.scope import DeviceScope, NameScope
+from kaffa.workspace import Workspace, set_default_policy
+
+__all__ = [
+    "CPU",
+    "CUDA",
+    "METAL",
+    "OPENCL",
+    "ArgumentError",
+    "BlobReference",
+    "CreateOperator",
+    "Device",
+    "DeviceError",
+    "DeviceOption",
+    "DeviceScope",
+    "ExecutionError",
+    "FallbackWarning",
+    "KaffaError",
+    "MissingBlobError",
+    "ModelFormatError",
+    "NameScope",
+    "Net",
+    "OperatorError",
+    "PlacementReport",
+    "PluginError",
+    "SchemaError",
+    "ShapeError",
+    "UnknownOperatorError",
+    "UnsupportedOperatorError",
+    "Workspace",
+    "__version__",
+    "create_operator",
+    "hookimpl",
+    "set_default_policy",
+    "set_global_engine_pref",
+    "set_per_op_engine_pref",
+    "set_random_seed",
+]

@@ -1,0 +1,457 @@
+"""Compiled nets: the planner that turns a NetDef into bound kernels, and the executor loop.
+
+Creating a net checks every op against its schema, infers shapes and dtypes, picks a kernel
+per op (engine preference, dtype claims, argument predicates), falls back to cpu or fails
+(strict policy) where a backend has no kernel, inserts copies where a blob crosses devices, and
+binds every kernel once. Running is then a loop of direct calls over slot indices.
+
+A plan is valid for one *signature*: the dtype and device of every blob the net reads from the
+workspace. When a run sees a new signature (a blob fed as float64 instead of float32, or on
+another device) the net is planned again; shapes may change freely between runs.
+
+Runs are transactional: ops write into the net's private slots, and the workspace is updated
+only when every op has succeeded, so a failed run leaves the workspace as it was.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kaffa import engines, rng
+from kaffa.device import HOST, Device
+from kaffa.errors import (
+    DeviceError,
+    ExecutionError,
+    KaffaError,
+    MissingBlobError,
+    OperatorError,
+    OpLocation,
+    PluginError,
+    SchemaError,
+    ShapeError,
+    Unsupported,
+    UnsupportedOperatorError,
+)
+from kaffa.kernels import KernelContext, KernelDef
+from kaffa.plugins import Registry, registry
+from kaffa.proto import DeviceOption, NetDef, OperatorDef
+from kaffa.schema import SCHEMAS, TensorInfo
+
+if TYPE_CHECKING:
+    from kaffa.workspace import Workspace
+
+FALLBACK = "fallback"
+STRICT = "strict"
+EXECUTORS = ("", "simple", "dag", "async_dag", "async_scheduling", "async_simple", "prof_dag", "rnn")
+
+
+class FallbackWarning(UserWarning):
+    """Some ops of a net run on cpu because their backend lacks a kernel (see the placement report)."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one op runs: the device asked for, the device used, the engine, and why they differ."""
+
+    index: int
+    op_type: str
+    requested: str
+    ran_on: str
+    engine: str = ""
+    reason: str = ""
+
+    @property
+    def fell_back(self) -> bool:
+        return self.requested != self.ran_on
+
+
+@dataclass(frozen=True)
+class CopyRecord:
+    blob: str
+    src: str
+    dst: str
+    before_op: int
+
+
+@dataclass
+class PlacementReport:
+    net: str
+    placements: list[Placement] = field(default_factory=list)
+    copies: list[CopyRecord] = field(default_factory=list)
+
+    @property
+    def fallbacks(self) -> list[Placement]:
+        return [p for p in self.placements if p.fell_back]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "net": self.net,
+            "placements": [p.__dict__ for p in self.placements],
+            "copies": [c.__dict__ for c in self.copies],
+        }
+
+    def __str__(self) -> str:
+        lines = [
+            f"placement of net '{self.net}': {len(self.placements)} ops, "
+            f"{len(self.fallbacks)} fell back, {len(self.copies)} copies"
+        ]
+        for p in self.placements:
+            eng = f" [{p.engine}]" if p.engine else ""
+            note = f"  <- fell back from {p.requested}: {p.reason}" if p.fell_back else ""
+            lines.append(f"  #{p.index:<3} {p.op_type:<16} {p.ran_on}{eng}{note}")
+        for c in self.copies:
+            lines.append(f"  copy '{c.blob}' {c.src} -> {c.dst} before op #{c.before_op}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _StepMeta:
+    index: int  # op index in the NetDef (-1 for an inserted copy)
+    op_type: str
+    op_name: str
+    inputs: tuple[str, ...]
+    device: Device
+
+
+@dataclass
+class _Plan:
+    signature: tuple[Any, ...]
+    steps: list[tuple[Any, tuple[int, ...], tuple[int, ...], _StepMeta]]
+    nslots: int
+    reads: list[tuple[str, int]]  # workspace blobs loaded into slots at the start of a run
+    writes: list[tuple[str, int, Device]]  # slots committed to the workspace after a run
+    report: PlacementReport
+    sync: list[tuple[Any, int]]  # (backend, device index) to synchronize at the end of a run
+
+
+def _fmt_info(name: str, info: TensorInfo) -> tuple[str, str]:
+    return (name, str(info))
+
+
+def _location(net: str, index: int, op: OperatorDef, infos: Sequence[TensorInfo] = ()) -> OpLocation:
+    return OpLocation(net, index, op.type, op.name, tuple(_fmt_info(n, i) for n, i in zip(op.input, infos)))
+
+
+def _select(reg: Registry, backend: str, op: OperatorDef, ctx: KernelContext) -> tuple[KernelDef | None, str]:
+    """Caffe2's engine walk: the op's engines, per-op and global preferences, then the default.
+    Returns (kernel, "") or (None, the reasons every candidate was rejected)."""
+    candidates = reg.kernels.engines(backend, op.type)
+    if not candidates:
+        return None, f"backend '{backend}' has no {op.type} kernel"
+    reasons = []
+    for engine in engines.engine_order(backend, op.type, op.engine):
+        kdef = candidates.get(engine)
+        if kdef is None:
+            continue
+        ctx.engine = engine
+        why = kdef.rejection(ctx)
+        if why is None:
+            return kdef, ""
+        reasons.append(f"{engine or 'default'} engine: {why}")
+    if not reasons:
+        asked = op.engine or "default"
+        return None, f"backend '{backend}' has no {op.type} kernel for engine {asked}"
+    return None, "; ".join(reasons)
+
+
+def _device_of(op: OperatorDef, net_default: DeviceOption | None) -> DeviceOption | None:
+    if op.HasField("device_option"):
+        return op.device_option
+    return net_default
+
+
+def _resolve_device(reg: Registry, opt: DeviceOption | None) -> tuple[Any, Device]:
+    if opt is None:
+        return reg.backend("cpu"), HOST
+    backend = reg.backend_for_type(opt.device_type)
+    reason = backend.unavailable_reason()
+    if reason is not None:
+        raise DeviceError(f"backend '{backend.name}' is unavailable: {reason}")
+    n = len(backend.devices())
+    if not 0 <= opt.device_id < n:
+        raise DeviceError(
+            f"backend '{backend.name}' has {n} device(s); device_id {opt.device_id} does not exist"
+        )
+    return backend, Device(backend.name, opt.device_id)
+
+
+def compile_plan(
+    netdef: NetDef,
+    known: Mapping[str, tuple[TensorInfo, Device]],
+    policy: str,
+    signature: tuple[Any, ...] = (),
+) -> _Plan:
+    """Plan ``netdef`` given what the workspace holds now (``known``: name -> (info, device))."""
+    reg = registry()
+    net = netdef.name
+    net_default = netdef.device_option if netdef.HasField("device_option") else None
+    if netdef.type not in EXECUTORS:
+        raise SchemaError(
+            f"net '{net}' asks for executor type '{netdef.type}'; kaffa has: "
+            f"{', '.join(e for e in EXECUTORS if e)}"
+        )
+    declared = set(netdef.external_input)
+    info: dict[str, TensorInfo] = {}
+    where: dict[str, Device | None] = {}
+    for name, (ti, dev) in known.items():
+        info[name], where[name] = ti, dev
+    slots: dict[str, int] = {}
+    nslots = 0
+    reads: dict[str, int] = {}
+    produced: set[str] = set()
+    copies: dict[tuple[str, Device], int] = {}
+    steps: list[tuple[Any, tuple[int, ...], tuple[int, ...], _StepMeta]] = []
+    report = PlacementReport(net)
+    unsupported: list[Unsupported] = []
+    used_devices: dict[Device, Any] = {}
+
+    def new_slot() -> int:
+        nonlocal nslots
+        nslots += 1
+        return nslots - 1
+
+    def slot(name: str) -> int:
+        if name not in slots:
+            slots[name] = new_slot()
+        return slots[name]
+
+    def record_outputs(op: OperatorDef, out_infos: list[TensorInfo], device: Device) -> None:
+        for name, oi in zip(op.output, out_infos):
+            info[name], where[name] = oi, device
+            produced.add(name)
+            for key in [k for k in copies if k[0] == name]:
+                del copies[key]  # stale: the blob was rewritten
+
+    for idx, op in enumerate(netdef.op):
+        loc = _location(net, idx, op)
+        try:
+            schema = SCHEMAS.get(op.type)
+            schema.check_arity(op)
+            args = schema.parse_args(op.arg)
+            schema.check_inplace(op)
+        except OperatorError as e:
+            raise e.at(loc) from None
+        for name in op.input:
+            if name not in info:
+                if name in declared:  # an external input not fed yet: planned again at the first run
+                    info[name], where[name] = TensorInfo(), None
+                else:
+                    raise MissingBlobError(
+                        f"input '{name}' does not exist in the workspace and no earlier op produces it", loc
+                    )
+            if name not in produced and name not in reads:
+                reads[name] = slot(name)
+        in_infos = [info[n] for n in op.input]
+        loc = _location(net, idx, op, in_infos)
+        try:
+            out_infos = schema.infer_outputs(args, in_infos, len(op.output))
+        except OperatorError as e:
+            raise e.at(loc) from None
+        try:
+            backend, device = _resolve_device(reg, _device_of(op, net_default))
+        except DeviceError as e:
+            raise DeviceError(f"{e} (in {loc.describe()})") from None
+        if schema.type_input is not None and in_infos:
+            dtype = in_infos[min(schema.type_input, len(in_infos) - 1)].dtype
+        else:
+            dtype = out_infos[0].dtype if out_infos else None
+        opt = _device_of(op, net_default)
+        seed = opt.random_seed if opt is not None and opt.HasField("random_seed") else rng.next_seed()
+        ctx = KernelContext(op, op.type, args, in_infos, out_infos, device, backend, op.engine, seed, dtype)
+        kdef, why = _select(reg, backend.name, op, ctx)
+        if kdef is None and policy == FALLBACK and backend.name != "cpu":
+            ctx.device, ctx.backend, ctx.engine = HOST, reg.backend("cpu"), ""
+            kdef, cpu_why = _select(reg, "cpu", op, ctx)
+            if kdef is None:
+                why = f"{why}; no cpu fallback either: {cpu_why}"
+        if kdef is None:
+            unsupported.append(Unsupported(idx, op.type, str(device), why))
+            record_outputs(op, out_infos, device)  # keep checking the ops after it
+            continue
+        report.placements.append(Placement(idx, op.type, str(device), str(ctx.device), kdef.engine, why))
+        try:
+            run = kdef.build(ctx)
+        except OperatorError as e:
+            raise e.at(loc) from None
+        except KaffaError:
+            raise
+        except Exception as e:
+            raise PluginError(
+                f"the {kdef.backend} kernel for {op.type} (engine '{kdef.engine}', plugin "
+                f"'{kdef.plugin}') failed to build: {type(e).__name__}: {e} "
+                f"(in {loc.describe()})"
+            ) from e
+        run_dev = ctx.device
+        used_devices.setdefault(run_dev, ctx.backend)
+        in_slots = []
+        for name in op.input:
+            src = where[name]
+            if src is None or src == run_dev:
+                in_slots.append(slot(name))
+                continue
+            key = (name, run_dev)
+            if key not in copies:
+                copies[key] = new_slot()
+                steps.append(
+                    (
+                        _copy_fn(reg, src, run_dev),
+                        (slot(name),),
+                        (copies[key],),
+                        _StepMeta(-1, "Copy", f"{src}->{run_dev}", (name,), run_dev),
+                    )
+                )
+                report.copies.append(CopyRecord(name, str(src), str(run_dev), idx))
+            in_slots.append(copies[key])
+        out_slots = tuple(slot(name) for name in op.output)
+        record_outputs(op, out_infos, run_dev)
+        steps.append(
+            (run, tuple(in_slots), out_slots, _StepMeta(idx, op.type, op.name, tuple(op.input), run_dev))
+        )
+
+    if unsupported:
+        raise UnsupportedOperatorError(net, unsupported)
+    for name in netdef.external_output:
+        if name not in produced and name not in info:
+            raise MissingBlobError(
+                f"external output '{name}' is neither produced by an op nor in the workspace", OpLocation(net)
+            )
+    if report.fallbacks:
+        warnings.warn(
+            f"{len(report.fallbacks)} op(s) of net '{net}' fell back to cpu: "
+            + ", ".join(f"#{p.index} {p.op_type}" for p in report.fallbacks[:8])
+            + ("…" if len(report.fallbacks) > 8 else "")
+            + " (see the placement report)",
+            FallbackWarning,
+            stacklevel=4,
+        )
+    writes = [(name, slots[name], where[name]) for name in produced]  # type: ignore[misc]
+    sync = [(b, d.index) for d, b in used_devices.items() if d != HOST]
+    return _Plan(signature, steps, nslots, sorted(reads.items()), writes, report, sync)
+
+
+def _copy_fn(reg: Registry, src: Device, dst: Device) -> Any:
+    sb, db = reg.backend(src.backend), reg.backend(dst.backend)
+    if src.backend == dst.backend:
+        return lambda x: (sb.copy_between(x, src.index, dst.index),)
+    if dst.backend == "cpu":
+        return lambda x: (sb.to_host(x, src.index),)
+    if src.backend == "cpu":
+        return lambda x: (db.from_host(np.ascontiguousarray(x), dst.index),)
+    return lambda x: (db.from_host(sb.to_host(x, src.index), dst.index),)
+
+
+class Net:
+    """A net created in a workspace: planned, bound, ready to run many times."""
+
+    def __init__(self, netdef: NetDef, workspace: Workspace, policy: str = FALLBACK):
+        if policy not in (FALLBACK, STRICT):
+            raise ValueError(f"policy must be '{FALLBACK}' or '{STRICT}', got {policy!r}")
+        self.proto = netdef
+        self.name = netdef.name
+        self.policy = policy
+        self._ws = workspace
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._plan = self._make_plan(self._signature_now(creating=True))
+
+    @property
+    def placement_report(self) -> PlacementReport:
+        return self._plan.report
+
+    def _signature_now(self, creating: bool = False) -> tuple[Any, ...]:
+        blobs, devices = self._ws._blobs, self._ws._devices
+        sig = []
+        for name in self._inputs():
+            if name in blobs:
+                v = blobs[name]
+                sig.append((name, devices.get(name), getattr(v, "dtype", type(v))))
+            elif not creating:
+                raise MissingBlobError(
+                    f"net '{self.name}' reads blob '{name}', which is not in the workspace",
+                    OpLocation(self.name),
+                )
+        return tuple(sig)
+
+    def _inputs(self) -> list[str]:
+        if not hasattr(self, "_input_names"):
+            produced: set[str] = set()
+            names: list[str] = []
+            for op in self.proto.op:
+                for n in op.input:
+                    if n not in produced and n not in names:
+                        names.append(n)
+                produced.update(op.output)
+            self._input_names = names
+        return self._input_names
+
+    def _make_plan(self, signature: tuple[Any, ...]) -> _Plan:
+        known = {}
+        for name in self._inputs():
+            if name in self._ws._blobs:
+                known[name] = (TensorInfo.of(self._ws._blobs[name]), self._ws._devices.get(name, HOST))
+        plan = compile_plan(self.proto, known, self.policy, signature)
+        self._plans[signature] = plan
+        return plan
+
+    def run(self) -> None:
+        """Run every op once. On failure the workspace is left unchanged and a typed error names the op."""
+        ws = self._ws
+        blobs = ws._blobs
+        plan = self._plan
+        sig = self._signature_now()
+        if plan.signature != sig:
+            plan = self._plan = self._plans.get(sig) or self._make_plan(sig)
+        slots: list[Any] = [None] * plan.nslots
+        for name, s in plan.reads:
+            slots[s] = blobs[name]
+        step = None
+        try:
+            for step in plan.steps:
+                fn, ins, outs, _ = step
+                res = fn(*[slots[i] for i in ins])
+                for o, v in zip(outs, res):
+                    slots[o] = v
+            for backend, index in plan.sync:
+                backend.synchronize(index)
+        except Exception as e:
+            raise self._failure(step, slots, e) from e
+        devices = ws._devices
+        for name, s, dev in plan.writes:
+            v = slots[s]
+            if v is None:
+                raise ExecutionError(
+                    f"no op wrote a value for blob '{name}' (a kernel returned too few outputs)",
+                    OpLocation(self.name),
+                )
+            blobs[name] = v
+            devices[name] = dev
+
+    def _failure(self, step: Any, slots: list[Any], error: Exception) -> Exception:
+        if step is None:
+            return ExecutionError(f"{type(error).__name__}: {error}", OpLocation(self.name))
+        _, ins, _, meta = step
+        infos = [TensorInfo.of(slots[i]) for i in ins]
+        loc = OpLocation(
+            self.name,
+            meta.index if meta.index >= 0 else None,
+            meta.op_type,
+            meta.op_name,
+            tuple(_fmt_info(n, i) for n, i in zip(meta.inputs, infos)),
+        )
+        if isinstance(error, OperatorError):
+            return error.at(loc)
+        if meta.index >= 0:
+            # Explain shape errors with the schema's own rule where the inputs changed since planning.
+            op = self.proto.op[meta.index]
+            schema = SCHEMAS.get(op.type)
+            try:
+                schema.infer_outputs(schema.parse_args(op.arg), infos, len(op.output))
+            except ShapeError as se:
+                return se.at(loc)
+            except Exception:
+                pass
+        return ExecutionError(f"{meta.device} kernel raised {type(error).__name__}: {error}", loc)

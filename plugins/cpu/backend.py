@@ -1,0 +1,46 @@
+"""The cpu backend object: one device, the host, with numpy arrays."""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import cache
+
+import numpy as np
+
+from kaffa.backend import DeviceInfo, HostBackend
+from kaffa.device import CPU
+
+
+@cache
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+@cache
+def _memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+class CPUBackend(HostBackend):
+    name = "cpu"
+    device_type = CPU
+    version = f"numpy {np.__version__}"
+
+    def devices(self) -> list[DeviceInfo]:
+        return [
+            DeviceInfo(0, _cpu_name(), "cpu", _memory(), f"numpy {np.__version__}, {os.cpu_count()} threads")
+        ]
+
+    def unavailable_reason(self) -> str | None:
+        return None

@@ -1,0 +1,5 @@
+"""TODO"""
+
+from kaffa.kernels import KernelTable
+
+table = KernelTable("cpu")

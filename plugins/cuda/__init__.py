@@ -1,0 +1,1 @@
+"""kaffa_cuda placeholder"""
