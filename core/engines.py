@@ -7,11 +7,13 @@ both preferences off (only the op's own engine list is used).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 _GLOBAL: dict[str, list[str]] = {"cuda": ["CUDNN"]}
 _PER_OP: dict[str, dict[str, list[str]]] = {}
+_implicit = True
 
 
 def set_global_engine_pref(prefs: Mapping[str, Sequence[str]]) -> None:
@@ -33,10 +35,22 @@ def reset_engine_prefs() -> None:
     _PER_OP.clear()
 
 
+@contextlib.contextmanager
+def explicit_engines_only() -> Iterator[None]:
+    """Within the block only an op's own engine list counts (the conformance suite uses this to
+    test the default kernels of a backend that prefers an engine)."""
+    global _implicit
+    saved, _implicit = _implicit, False
+    try:
+        yield
+    finally:
+        _implicit = saved
+
+
 def engine_order(backend: str, op_type: str, op_engine: str) -> list[str]:
     """The engines to try, in order, ending with "" (the default kernel)."""
     order = [e.strip().upper() for e in op_engine.split(",") if e.strip()]
-    if os.environ.get("KAFFA_DISABLE_IMPLICIT_ENGINE_PREF", "") not in ("1", "true"):
+    if _implicit and os.environ.get("KAFFA_DISABLE_IMPLICIT_ENGINE_PREF", "") not in ("1", "true"):
         order += _PER_OP.get(backend, {}).get(op_type, [])
         order += _GLOBAL.get(backend, [])
     seen: list[str] = []

@@ -107,12 +107,14 @@ class Unsupported:
 class UnsupportedOperatorError(OperatorError):
     """Strict placement: some ops have no kernel on their backend. Lists all of them at once."""
 
-    def __init__(self, net: str, unsupported: Sequence[Unsupported]):
+    def __init__(self, net: str, unsupported: Sequence[Unsupported], strict: bool = True):
         self.unsupported = list(unsupported)
+        self.strict = strict
         lines = "\n".join(f"  - {u}" for u in self.unsupported)
+        why = "the placement policy is strict (no cpu fallback)" if strict else "cpu cannot run them either"
         super().__init__(
-            f"{len(self.unsupported)} op(s) of net '{net}' are unsupported on their backend and the "
-            f"placement policy is strict (no CPU fallback):\n{lines}",
+            f"{len(self.unsupported)} op(s) of net '{net}' are unsupported on their backend and {why}:\n"
+            + lines,
             OpLocation(net=net),
         )
 

@@ -314,7 +314,7 @@ def compile_plan(
         )
 
     if unsupported:
-        raise UnsupportedOperatorError(net, unsupported)
+        raise UnsupportedOperatorError(net, unsupported, strict=policy == STRICT)
     for name in netdef.external_output:
         if name not in produced and name not in info:
             raise MissingBlobError(

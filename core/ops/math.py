@@ -12,10 +12,10 @@ from kaffa.schema import Arg, ArgType, TensorInfo, check, define, norm_axis, pro
 def broadcast_shapes(op: str, a: Sequence[int | None], b: Sequence[int | None]) -> tuple[int | None, ...]:
     """numpy broadcasting over possibly unknown dims."""
     n = max(len(a), len(b))
-    a = (1,) * (n - len(a)) + tuple(a)
-    b = (1,) * (n - len(b)) + tuple(b)
+    pa = (1,) * (n - len(a)) + tuple(a)
+    pb = (1,) * (n - len(b)) + tuple(b)
     out: list[int | None] = []
-    for x, y in zip(a, b):
+    for x, y in zip(pa, pb):
         if x == 1:
             out.append(y)
         elif y == 1 or x == y:
@@ -23,12 +23,8 @@ def broadcast_shapes(op: str, a: Sequence[int | None], b: Sequence[int | None]) 
         elif x is None or y is None:
             out.append(x if y is None else y)
         else:
-            raise_shape(op, a, b)
+            check(False, f"{op}: shapes {list(a)} and {list(b)} do not broadcast")
     return tuple(out)
-
-
-def raise_shape(op: str, a, b) -> None:
-    check(False, f"{op}: shapes {list(a)} and {list(b)} do not broadcast")
 
 
 def legacy_b_shape(

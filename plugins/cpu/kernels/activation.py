@@ -6,6 +6,7 @@ import numpy as np
 
 from kaffa.dtypes import FLOAT_TYPES
 from kaffa.kernels import KernelContext, KernelTable
+from kaffa.schema import norm_axis
 
 table = KernelTable("cpu")
 
@@ -41,7 +42,7 @@ def softmax(ctx: KernelContext):
     axis = ctx.args["axis"]
 
     def run(x):
-        ax = axis % x.ndim if x.ndim else 0
+        ax = norm_axis(axis, x.ndim, "Softmax")
         rows = int(np.prod(x.shape[:ax], dtype=np.int64))
         x2 = x.reshape(rows, -1)
         e = np.exp(x2 - x2.max(axis=1, keepdims=True))

@@ -1,0 +1,91 @@
+"""pytest plugin: run the conformance suite as test items, for a plugin's own CI.
+
+    pytest --kaffa-backend mychip                       # uses kaffa_conformance.suite
+    pytest --kaffa-backend mychip --kaffa-op Conv tests/ # your own test using the fixture
+
+Any test that takes the ``kaffa_case`` fixture is parametrized over every (op, case, dtype)
+of the chosen backend(s); ``kaffa_case.check()`` fails the test on a fail/error outcome and skips
+it (with the reason) on a declared "unsupported" one. Registered through the ``pytest11`` entry
+point, so installing kaffa is enough.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kaffa", "kaffa conformance")
+    group.addoption(
+        "--kaffa-backend",
+        action="append",
+        default=[],
+        metavar="NAME[/ENGINE]",
+        help="run the kaffa conformance suite on this backend (repeatable)",
+    )
+    group.addoption(
+        "--kaffa-op", action="append", default=[], metavar="OP", help="only this operator (repeatable)"
+    )
+    group.addoption(
+        "--kaffa-fallback",
+        action="store_true",
+        help="allow cpu fallback (cells show as 'fallback'); default is strict",
+    )
+
+
+@dataclass
+class ConformanceCase:
+    case: Any
+    dtype: np.dtype
+    target: Any
+    inplace: tuple[int, int] | None
+    strict: bool
+
+    def run(self) -> Any:
+        from kaffa import engines
+        from kaffa_conformance import goldens, runner
+
+        with engines.explicit_engines_only(), np.errstate(all="ignore"):
+            return runner.run_case(
+                self.case, self.dtype, self.target, self.strict, self.inplace, goldens.verify(self.case.op)
+            )
+
+    def check(self) -> Any:
+        from kaffa_conformance import runner
+
+        res = self.run()
+        if res.outcome == runner.UNSUPPORTED:
+            pytest.skip(f"unsupported (declared): {res.message}")
+        if res.outcome in (runner.FAIL, runner.ERROR):
+            pytest.fail(f"{res.outcome}: {res.message}", pytrace=False)
+        return res
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "kaffa_case" not in metafunc.fixturenames:
+        return
+    backends = metafunc.config.getoption("kaffa_backend")
+    if not backends:
+        metafunc.parametrize(
+            "kaffa_case",
+            [
+                pytest.param(
+                    None, marks=pytest.mark.skip(reason="no backend chosen: pass --kaffa-backend NAME")
+                )
+            ],
+        )
+        return
+    from kaffa_conformance import runner
+
+    targets = [runner.Target.parse(b) for b in backends]
+    ops = metafunc.config.getoption("kaffa_op") or runner.default_ops()
+    strict = not metafunc.config.getoption("kaffa_fallback")
+    params, ids = [], []
+    for case, dt, target, pair in runner.plan_cases(ops, targets):
+        params.append(ConformanceCase(case, dt, target, pair, strict))
+        ids.append(f"{target.label}-{case.op}-{case.name}{'@inplace' if pair else ''}-{dt.name}")
+    metafunc.parametrize("kaffa_case", params, ids=ids)

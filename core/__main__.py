@@ -1,0 +1,5 @@
+import sys
+
+from kaffa.cli import main
+
+sys.exit(main())
