@@ -45,6 +45,8 @@ def from_numpy(dtype: np.dtype | type | str) -> int:
     dt = np.dtype(dtype)
     if dt.kind in ("U", "S", "O"):
         return TensorProto.STRING
+    if not dt.isnative:  # '>f4' on a little-endian host is still FLOAT
+        dt = dt.newbyteorder("=")
     try:
         return _FROM_NUMPY[dt]
     except KeyError:
