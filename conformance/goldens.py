@@ -68,7 +68,7 @@ def update(ops: list[str]) -> None:
         arrays: dict[str, np.ndarray] = {}
         for case in frozen_cases(op):
             ins = master_inputs(case)
-            outs = _reference.run(op, parsed_args(case), ins)
+            outs = _reference.run(op, parsed_args(case), ins, case.num_outputs)
             for i, x in enumerate(ins):
                 arrays[f"{case.name}/in{i}"] = x
             for j, y in enumerate(outs[: case.num_outputs]):
@@ -101,7 +101,7 @@ def verify(op: str) -> list[str]:
                     problems.append(f"{case.id}: input {i} is not the frozen one (case generator changed?)")
                     break
             else:
-                outs = _reference.run(op, parsed_args(case), ins)
+                outs = _reference.run(op, parsed_args(case), ins, case.num_outputs)
                 for j, y in enumerate(outs[: case.num_outputs]):
                     key = f"{case.name}/out{j}"
                     y = np.asarray(y)

@@ -96,7 +96,7 @@ def _kernel(broken: bool):
                     if d.dtype.kind in "iu"
                     else d
                 )
-            outs = reference.run(op, args, views)[: len(out_dtypes)]
+            outs = reference.run(op, args, views, len(out_dtypes))[: len(out_dtypes)]
             result = []
             for y, dt in zip(outs, out_dtypes):
                 y = np.asarray(y)

@@ -1,1 +1,160 @@
-"""TODO"""
+"""Cases for FC, Conv, MaxPool, AveragePool.
+
+Odd spatial sizes (7, 9, 13) break tiling, batch 1 and size-1 dims hit degenerate loops, and one
+case per op has ~64 channels so GEMM tiling and blocking are exercised.
+"""
+
+from __future__ import annotations
+
+import math
+
+from kaffa_conformance.cases import EXACT, GEMM, REDUCTION, Case, cases, uniform
+
+
+# -- FC --------------------------------------------------------------------------------------------
+@cases("FC")
+def fc(rng):
+    def case(name, x_shape, w_shape, bias=True, reduction=None, **args):
+        inputs = [uniform(rng, x_shape), uniform(rng, w_shape)]
+        if bias:
+            inputs.append(uniform(rng, (math.prod(w_shape[: args.get("axis_w", 1)]),)))
+        k = reduction or math.prod(x_shape[args.get("axis", 1) :])
+        return Case("FC", name, inputs, args, op_class=GEMM, reduction=k)
+
+    return [
+        case("2d", (3, 5), (4, 5)),
+        case("no_bias", (2, 7), (3, 7), bias=False),
+        case("batch1_odd", (1, 13), (7, 13)),
+        case("k1", (5, 1), (3, 1)),
+        case("4d_x_flattened", (2, 3, 2, 2), (5, 12)),
+        case("axis2", (2, 3, 4, 5), (6, 20), axis=2),
+        case("axis_neg1", (2, 3, 8), (5, 8), axis=-1),
+        case("axis_w2", (3, 4, 5), (2, 3, 20), axis_w=2),
+        case("large", (17, 96), (64, 96)),
+    ]
+
+
+# -- Conv ------------------------------------------------------------------------------------------
+@cases("Conv")
+def conv(rng):
+    def case(name, x_shape, w_shape, bias=True, **args):
+        inputs = [uniform(rng, x_shape), uniform(rng, w_shape)]
+        if bias:
+            inputs.append(uniform(rng, (w_shape[0],)))
+        per_group = math.prod(w_shape[1:])  # C/group * prod(kernel), either layout
+        return Case("Conv", name, inputs, args, op_class=GEMM, reduction=per_group)
+
+    nhwc = {"order": "NHWC"}
+    return [
+        case("2d_3x3", (2, 3, 7, 7), (4, 3, 3, 3), kernel=3),
+        case("2d_no_kernel_arg_rect", (2, 3, 7, 6), (5, 3, 2, 3), bias=False),
+        case("2d_stride2_pad1", (1, 4, 8, 9), (6, 4, 3, 3), kernel=3, stride=2, pad=1),
+        case(
+            "2d_asym_pads",
+            (1, 2, 6, 7),
+            (3, 2, 3, 2),
+            kernel_h=3,
+            kernel_w=2,
+            pads=[0, 1, 2, 0],
+            strides=[1, 2],
+        ),
+        case("2d_pad_tlbr", (2, 3, 5, 5), (2, 3, 3, 3), pad_t=2, pad_l=0, pad_b=1, pad_r=1, bias=False),
+        case("2d_dilation2", (1, 3, 9, 9), (2, 3, 3, 3), dilation=2, pad=2),
+        case("2d_group2", (2, 4, 5, 5), (6, 2, 3, 3), group=2, pad=1),
+        case("2d_depthwise", (1, 6, 5, 5), (6, 1, 3, 3), group=6, stride=2, bias=False),
+        case("2d_1x1_size1_dims", (3, 8, 1, 5), (5, 8, 1, 1)),
+        case("nhwc", (2, 7, 7, 3), (4, 3, 3, 3), pad=1, stride=2, **nhwc),
+        case("nhwc_group2_dilation2", (1, 9, 8, 4), (4, 3, 3, 2), group=2, dilation=2, **nhwc),
+        case("1d", (2, 3, 13), (4, 3, 3), kernels=[3], pads=[1, 2], strides=[2]),
+        case("3d", (1, 2, 5, 6, 4), (3, 2, 3, 3, 2), pads=[1], strides=[1, 2, 1]),
+        case("valid", (1, 3, 8, 8), (2, 3, 3, 3), stride=2, legacy_pad=1),
+        case("same_even_kernel", (1, 3, 7, 8), (2, 3, 4, 4), stride=2, legacy_pad=2),
+        case("large_64ch", (1, 64, 9, 9), (64, 64, 3, 3), pad=1),
+    ]
+
+
+# -- pooling ---------------------------------------------------------------------------------------
+def _window_size(args, rank):
+    """The largest number of cells one window sums over (for the tolerance)."""
+    if args.get("global_pooling"):
+        return None
+    if "kernels" in args:
+        ks = args["kernels"]
+    elif "kernel" in args:
+        ks = [args["kernel"]]
+    else:
+        ks = [args["kernel_h"], args["kernel_w"]]
+    return math.prod(ks * (rank - 2) if len(ks) == 1 else ks)
+
+
+def _pool_cases(op, rng):
+    average = op == "AveragePool"
+
+    def case(name, shape, low=-1.0, high=1.0, **args):
+        window = _window_size(args, len(shape))
+        if window is None:  # global: the whole spatial extent
+            spatial = shape[2:] if args.get("order", "NCHW") == "NCHW" else shape[1:-1]
+            window = math.prod(spatial)
+        if average:
+            return Case(
+                op, name, [uniform(rng, shape, low, high)], args, op_class=REDUCTION, reduction=window
+            )
+        return Case(op, name, [uniform(rng, shape, low, high)], args, op_class=EXACT)
+
+    nhwc = {"order": "NHWC"}
+    out = [
+        case("2x2_stride2", (2, 3, 8, 8), kernel=2, stride=2),
+        case("3x3_stride2_odd", (1, 3, 13, 11), kernel=3, stride=2),
+        case("rect_asym_pads", (1, 2, 6, 7), kernel_h=2, kernel_w=3, pads=[1, 0, 0, 2], strides=[2, 1]),
+        case("global", (2, 5, 3, 4), global_pooling=1),
+        case("global_nhwc_64ch", (1, 7, 7, 64), global_pooling=1, **nhwc),
+        case("nhwc", (2, 7, 7, 4), kernel=3, stride=2, pad=1, **nhwc),
+        case("1d", (2, 3, 11), kernels=[3], strides=[2], pads=[1, 0]),
+        case("3d", (1, 2, 5, 6, 4), kernel=2, stride=2),
+        case("valid", (1, 2, 8, 8), kernel=3, stride=2, legacy_pad=1),
+        case("same", (1, 2, 8, 7), kernel=3, stride=2, legacy_pad=2),
+        # Caffe ceil mode: the last window hangs past the end (8 -> 4 windows of 3, stride 2)...
+        case("caffe_ceil", (1, 3, 8, 8), kernel=3, stride=2, legacy_pad=3),
+        # ...and is dropped when it would start in the end pad (7 + pad 1: 4 windows, not 5).
+        case("caffe_ceil_clipped", (1, 2, 7, 7), kernel=2, stride=2, pad=1, legacy_pad=3),
+    ]
+    if average:
+        out += [
+            case("pad1_count_pad", (1, 2, 7, 7), kernel=3, pad=1, count_include_pad=1),
+            case(
+                "rect_asym_pads_count_pad",
+                (1, 2, 6, 7),
+                kernel_h=2,
+                kernel_w=3,
+                pads=[1, 0, 0, 2],
+                count_include_pad=1,
+            ),
+            case("same_count_pad", (1, 2, 8, 7), kernel=4, stride=2, legacy_pad=2, count_include_pad=1),
+            # Counts the declared pad (1) but not the ceil-mode overhang beyond it.
+            case(
+                "caffe_ceil_count_pad",
+                (1, 2, 6, 6),
+                kernel=3,
+                stride=2,
+                pad=1,
+                legacy_pad=3,
+                count_include_pad=1,
+            ),
+        ]
+    else:
+        out += [
+            # All inputs negative: a zero-padded max would be wrong at the border.
+            case("negative_pad1", (1, 2, 7, 7), low=-2.0, high=-1.0, kernel=3, pad=1),
+            case("dilation2", (1, 2, 7, 7), kernel=2, dilation=2),
+        ]
+    return out
+
+
+@cases("MaxPool")
+def max_pool(rng):
+    return _pool_cases("MaxPool", rng)
+
+
+@cases("AveragePool")
+def average_pool(rng):
+    return _pool_cases("AveragePool", rng)

@@ -10,6 +10,7 @@ Plugins that add operators register references for them with ``register``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -50,9 +51,13 @@ def _load() -> None:
         from kaffa_conformance.reference import activation, fill, math, nn, tensor  # noqa: F401
 
 
-def run(op: str, args: dict[str, Any], inputs: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+def run(
+    op: str, args: dict[str, Any], inputs: list[np.ndarray], num_outputs: int | None = None
+) -> tuple[np.ndarray, ...]:
+    """Run the reference; ``num_outputs`` reaches those that take it (Split into equal parts)."""
     fn = get(op)
     if fn is None:
         raise KeyError(f"no reference for operator {op}")
-    out = fn(args, *inputs)
-    return tuple(out)
+    if num_outputs is not None and "num_outputs" in inspect.signature(fn).parameters:
+        return tuple(fn(args, *inputs, num_outputs=num_outputs))
+    return tuple(fn(args, *inputs))
