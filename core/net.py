@@ -341,7 +341,7 @@ def _copy_fn(reg: Registry, src: Device, dst: Device) -> Any:
     if dst.backend == "cpu":
         return lambda x: (sb.to_host(x, src.index),)
     if src.backend == "cpu":
-        return lambda x: (db.from_host(np.ascontiguousarray(x), dst.index),)
+        return lambda x: (db.from_host(np.asarray(x, order="C"), dst.index),)
     return lambda x: (db.from_host(sb.to_host(x, src.index), dst.index),)
 
 

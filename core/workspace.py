@@ -93,7 +93,7 @@ class Workspace:
             if arr.dtype == object:
                 raise DeviceError(f"cannot feed string blob '{name}' to {dev}: strings live on cpu only")
         self._blobs[name] = backend.from_host(
-            np.ascontiguousarray(arr) if arr.dtype != object else arr, dev.index
+            np.asarray(arr, order="C") if arr.dtype != object else arr, dev.index
         )
         self._devices[name] = dev
 

@@ -44,7 +44,14 @@ def fill_shape(args: Mapping[str, Any], ins: list[TensorInfo], op: str) -> tuple
 def _fill_infer(default_dtype: np.dtype | None):
     def infer(args: Mapping[str, Any], ins: list[TensorInfo], n: int) -> list[TensorInfo]:
         dtype = args.get("dtype") or default_dtype
-        return [TensorInfo(fill_shape(args, ins, "fill"), dtype)]
+        shape = fill_shape(args, ins, "fill")
+        if "values" in args and None not in shape:  # GivenTensor*Fill: one value per element
+            want = int(np.prod(shape, dtype=np.int64))
+            check(
+                len(args["values"]) == want,
+                f"{len(args['values'])} values cannot fill shape {list(shape)} ({want} elements)",
+            )
+        return [TensorInfo(shape, dtype)]
 
     return infer
 
