@@ -227,6 +227,24 @@ class Net:
 
     Clone = clone
 
+    def add_gradient_ops(self, losses: Any) -> dict[str, BlobReference]:
+        """Append the gradient ops of this net w.r.t. ``losses`` (a blob, a list of blobs, or a
+        mapping {loss: its gradient blob}); returns {blob: gradient blob}, Caffe2's
+        ``AddGradientOperators``. Blobs that feed several ops get their partial gradients summed."""
+        from kaffa.gradients import add_gradient_ops
+
+        if isinstance(losses, dict):
+            spec: Any = {_name_of(k): (_name_of(v) if v is not None else None) for k, v in losses.items()}
+        else:
+            spec = [_name_of(x) for x in _as_list(losses)]
+        new_ops, grads = add_gradient_ops(list(self._net.op), spec, self.name)
+        self._net.op.extend(new_ops)
+        for op in new_ops:
+            self._produced.update(op.output)
+        return {blob: BlobReference(g, self) for blob, g in grads.items()}
+
+    AddGradientOperators = add_gradient_ops
+
     def run_all_on(self, device: Any, engine: str | None = None) -> None:
         """Stamp ``device`` (name or DeviceOption) on the net and every op, like Caffe2's RunAllOnGPU."""
         opt = device if isinstance(device, _DeviceOptionProto) else _device_option(device)

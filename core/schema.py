@@ -142,8 +142,12 @@ class OpSchema:
     dtypes: tuple[np.dtype, ...] = _dt.FLOAT_TYPES
     type_input: int | None = 0
     # Gradients (filled in by the operator-library issue): a maker returning gradient OperatorDefs.
-    gradient: Callable[..., Any] | None = None
+    gradient: Callable[..., Any] | None = None  # see kaffa.gradients
     differentiable: bool = True
+    # A gradient op (ReluGradient...): conformance checks it through its forward op's gradient rows.
+    gradient_op: bool = False
+    # Outputs whose gradients flow back (None: all). SpatialBN's running stats do not.
+    grad_outputs: tuple[int, ...] | None = None
     # A random op: outputs are checked by statistics, not element by element.
     stochastic: bool = False
 

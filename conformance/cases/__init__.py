@@ -43,6 +43,11 @@ class Case:
     compare: Sequence[int] | None = None
     # For RANDOM ops: check(outputs, args, dtype) -> list of problems (empty when fine).
     check: Callable[[list[np.ndarray], dict[str, Any], np.dtype], list[str]] | None = None
+    # Gradient check (see kaffa_conformance.gradcheck): None = whenever the op has a gradient maker
+    # and is not stochastic; False to opt a case out (say why in a comment).
+    grad: bool | None = None
+    # Inputs whose gradients are checked (default: every float input not in fixed_dtype_inputs).
+    grad_inputs: Sequence[int] | None = None
 
     @property
     def id(self) -> str:
@@ -73,7 +78,19 @@ def _load() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from kaffa_conformance.cases import activation, fill, math, nn, tensor  # noqa: F401
+        from kaffa_conformance.cases import (  # noqa: F401
+            activation,
+            fill,
+            logic,
+            loss,
+            math,
+            nn,
+            norm,
+            reduce,
+            tensor,
+            train,
+            unary,
+        )
 
 
 def for_op(op: str) -> list[Case]:

@@ -48,7 +48,19 @@ def _load() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from kaffa_conformance.reference import activation, fill, math, nn, tensor  # noqa: F401
+        from kaffa_conformance.reference import (  # noqa: F401
+            activation,
+            fill,
+            logic,
+            loss,
+            math,
+            nn,
+            norm,
+            reduce,
+            tensor,
+            train,
+            unary,
+        )
 
 
 def run(

@@ -28,3 +28,8 @@ def softmax(args, x):
     rows = x.reshape(int(np.prod(x.shape[:axis])), -1)
     e = np.exp(rows - rows.max(axis=1, keepdims=True))
     return ((e / e.sum(axis=1, keepdims=True)).reshape(x.shape),)
+
+
+@reference("ReluGradient")
+def relu_gradient(args, y, dy):
+    return (np.where(y > 0, dy, 0.0),)

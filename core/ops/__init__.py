@@ -1,5 +1,5 @@
 """The built-in operator schemas, one module per op family. Importing this package registers them."""
 
-from kaffa.ops import activation, fill, math, nn, tensor
+from kaffa.ops import activation, fill, logic, loss, math, nn, norm, reduce, tensor, train, unary
 
-__all__ = ["activation", "fill", "math", "nn", "tensor"]
+__all__ = ["activation", "fill", "logic", "loss", "math", "nn", "norm", "reduce", "tensor", "train", "unary"]

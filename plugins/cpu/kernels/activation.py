@@ -49,3 +49,11 @@ def softmax(ctx: KernelContext):
         return ((e / e.sum(axis=1, keepdims=True)).reshape(x.shape),)
 
     return run
+
+
+@table.kernel("ReluGradient", dtypes=FLOAT_TYPES)
+def relu_gradient(ctx: KernelContext):
+    def run(y, dy):
+        return (np.where(y > 0, dy, dy.dtype.type(0)),)
+
+    return run

@@ -1,0 +1,9 @@
+"""References for SoftmaxWithLoss, LabelCrossEntropy, CrossEntropy, SigmoidCrossEntropyWithLogits,
+AveragedLoss, SquaredL2Distance, Accuracy.
+"""
+
+from __future__ import annotations
+
+import numpy as np  # noqa: F401
+
+from kaffa_conformance.reference import reference  # noqa: F401

@@ -1,0 +1,7 @@
+"""References for Exp, Log, Sqrt, Sqr, Abs, Negative, Clip, Pow, Scale, Cast, StopGradient."""
+
+from __future__ import annotations
+
+import numpy as np  # noqa: F401
+
+from kaffa_conformance.reference import reference  # noqa: F401

@@ -1,0 +1,3 @@
+"""Reductions: ReduceSum, ReduceMean, ReduceMax, SumElements (schemas, shape inference, gradient makers)."""
+
+from __future__ import annotations

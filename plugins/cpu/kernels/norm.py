@@ -1,0 +1,7 @@
+"""SpatialBN, LRN, LayerNorm, Dropout."""
+
+from __future__ import annotations
+
+from kaffa.kernels import KernelTable
+
+table = KernelTable("cpu")

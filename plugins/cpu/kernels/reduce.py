@@ -1,0 +1,7 @@
+"""ReduceSum, ReduceMean, ReduceMax, SumElements."""
+
+from __future__ import annotations
+
+from kaffa.kernels import KernelTable
+
+table = KernelTable("cpu")
