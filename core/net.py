@@ -15,8 +15,10 @@ only when every op has succeeded, so a failed run leaves the workspace as it was
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent import futures
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +129,33 @@ class _Plan:
     writes: list[tuple[str, int, Device]]  # slots committed to the workspace after a run
     report: PlacementReport
     sync: list[tuple[Any, int]]  # (backend, device index) to synchronize at the end of a run
+    _deps: list[list[int]] | None = None
+
+    def successors(self) -> list[list[int]]:
+        """For the dag executor: step i -> the steps that must wait for it. A step waits for the
+        last writer of each slot it reads (read after write), and for every reader and the last
+        writer of each slot it writes (write after read / write after write: in-place ops)."""
+        if self._deps is None:
+            succ: list[set[int]] = [set() for _ in self.steps]
+            last_write: dict[int, int] = {}
+            readers: dict[int, list[int]] = {}
+            for j, (_, ins, outs, _) in enumerate(self.steps):
+                for s in ins:
+                    if s in last_write:
+                        succ[last_write[s]].add(j)
+                for s in outs:
+                    for r in readers.get(s, ()):
+                        if r != j:
+                            succ[r].add(j)
+                    if s in last_write:
+                        succ[last_write[s]].add(j)
+                for s in ins:
+                    readers.setdefault(s, []).append(j)
+                for s in outs:
+                    last_write[s] = j
+                    readers[s] = []
+            self._deps = [sorted(x) for x in succ]
+        return self._deps
 
 
 def _fmt_info(name: str, info: TensorInfo) -> tuple[str, str]:
@@ -334,6 +363,22 @@ def compile_plan(
     return _Plan(signature, steps, nslots, sorted(reads.items()), writes, report, sync)
 
 
+class _StepFailed(Exception):
+    def __init__(self, step: Any, error: Exception):
+        super().__init__(str(error))
+        self.step, self.error = step, error
+
+
+_POOLS: dict[int, futures.ThreadPoolExecutor] = {}
+
+
+def _pool(workers: int) -> futures.ThreadPoolExecutor:
+    """One shared pool per worker count: dag nets reuse threads across runs."""
+    if workers not in _POOLS:
+        _POOLS[workers] = futures.ThreadPoolExecutor(workers, thread_name_prefix="kaffa-dag")
+    return _POOLS[workers]
+
+
 def _copy_fn(reg: Registry, src: Device, dst: Device) -> Any:
     sb, db = reg.backend(src.backend), reg.backend(dst.backend)
     if src.backend == dst.backend:
@@ -410,13 +455,18 @@ class Net:
             slots[s] = blobs[name]
         step = None
         try:
-            for step in plan.steps:
-                fn, ins, outs, _ = step
-                res = fn(*[slots[i] for i in ins])
-                for o, v in zip(outs, res):
-                    slots[o] = v
+            if self._workers > 1 and len(plan.steps) > 1:
+                self._run_dag(plan, slots)
+            else:
+                for step in plan.steps:
+                    fn, ins, outs, _ = step
+                    res = fn(*[slots[i] for i in ins])
+                    for o, v in zip(outs, res):
+                        slots[o] = v
             for backend, index in plan.sync:
                 backend.synchronize(index)
+        except _StepFailed as e:
+            raise self._failure(e.step, slots, e.error) from e.error
         except Exception as e:
             raise self._failure(step, slots, e) from e
         devices = ws._devices
@@ -429,6 +479,45 @@ class Net:
                 )
             blobs[name] = v
             devices[name] = dev
+
+    @property
+    def _workers(self) -> int:
+        """Threads for the dag executor (net type dag/async_*), 1 for simple."""
+        if self.proto.type in ("", "simple"):
+            return 1
+        return self.proto.num_workers if self.proto.num_workers > 0 else min(8, os.cpu_count() or 1)
+
+    def _run_dag(self, plan: _Plan, slots: list[Any]) -> None:
+        """Run steps as their inputs become ready, independent branches in parallel on a pool.
+        numpy (and device queues) release the GIL in their kernels, so branches really overlap."""
+        succ = plan.successors()
+        waiting = [0] * len(plan.steps)
+        for nexts in succ:
+            for j in nexts:
+                waiting[j] += 1
+
+        def call(j: int) -> int:
+            fn, ins, outs, _ = plan.steps[j]
+            try:
+                res = fn(*[slots[i] for i in ins])
+            except Exception as e:
+                raise _StepFailed(plan.steps[j], e) from e
+            for o, v in zip(outs, res):
+                slots[o] = v
+            return j
+
+        pool = _pool(self._workers)
+        running = {pool.submit(call, j) for j, w in enumerate(waiting) if w == 0}
+        try:
+            while running:
+                done, running = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+                for f in done:
+                    for j in succ[f.result()]:  # re-raises a step's failure
+                        waiting[j] -= 1
+                        if waiting[j] == 0:
+                            running.add(pool.submit(call, j))
+        finally:
+            futures.wait(running)  # never leave a step writing into slots after we return
 
     def _failure(self, step: Any, slots: list[Any], error: Exception) -> Exception:
         if step is None:
