@@ -1,8 +1,10 @@
-"""Cases for ConstantFill, GivenTensor*Fill, GaussianFill, UniformFill.
+"""Cases for ConstantFill, GivenTensor*Fill, GaussianFill, UniformFill, XavierFill, MSRAFill.
 
 Without a `dtype` argument the runner sets it to the dtype under test. The random fillers are
-checked by statistics on >= 10,000 samples. Every bound below is 6 standard errors of the
-statistic (a false alarm about once in 5e8 checks) plus the rounding of the output dtype:
+checked by statistics on >= 10,000 samples (XavierFill as uniform on [-s, s], s = sqrt(3 / fan_in);
+MSRAFill as normal with std sqrt(2 / fan_out); the fans from the expected shape). Every bound below
+is 6 standard errors of the statistic (a false alarm about once in 5e8 checks) plus the rounding
+of the output dtype:
   * mean:            SE = sigma / sqrt(N)
   * std (normal):    SE = sigma / sqrt(2N)       (sample std of a normal)
   * std (uniform):   SE = sigma / sqrt(5N)       (sqrt(mu4 - sigma^4) / (2 sigma sqrt(N)), mu4 = 9/5 sigma^4)
@@ -225,5 +227,53 @@ _random_cases(
         ("input_as_shape", np.array([20, 25, 20]), {"min": -1.0, "max": 1.0}),
         ("shape_of_input_extra", ((50, 40),), {"extra_shape": [5], "min": 0.0, "max": 2.0}),
         ("small", (2, 2), {"min": -1.0, "max": 1.0}),
+    ],
+)
+
+
+def _xavier_check(expected_shape):
+    """Uniform in [-s, s], s = sqrt(3 / fan_in), fan_in = size / shape[0]."""
+    base = _uniform_check(expected_shape)
+    s = math.sqrt(3.0 / (math.prod(expected_shape) / expected_shape[0]))
+
+    def check(outputs, args, dtype):
+        return base(outputs, {**args, "min": -s, "max": s}, dtype)
+
+    return check
+
+
+def _msra_check(expected_shape):
+    """Normal with mean 0 and std sqrt(2 / fan_out), fan_out = size / shape[1]."""
+    base = _gaussian_check(expected_shape)
+    std = math.sqrt(2.0 / (math.prod(expected_shape) / expected_shape[1]))
+
+    def check(outputs, args, dtype):
+        return base(outputs, {**args, "mean": 0.0, "std": std}, dtype)
+
+    return check
+
+
+_random_cases(
+    "XavierFill",
+    _xavier_check,
+    [
+        ("fc_weights", (100, 200), {}),
+        ("conv_filters", (64, 32, 3, 3), {}),
+        ("1d_fan_in_1", (10_000,), {}),
+        ("input_as_shape", np.array([50, 20, 12]), {}),
+        ("shape_of_input_extra", ((50, 40),), {"extra_shape": [5]}),
+        ("small", (3, 2), {}),
+    ],
+)
+_random_cases(
+    "MSRAFill",
+    _msra_check,
+    [
+        ("fc_weights", (200, 100), {}),
+        ("conv_filters", (64, 32, 3, 3), {}),
+        ("input_as_shape", np.array([40, 25, 12]), {}),
+        ("shape_of_input_extra", ((50, 40),), {"extra_shape": [5]}),
+        ("wide_fan_out_1", (10_000, 1), {}),
+        ("small", (2, 3), {}),
     ],
 )

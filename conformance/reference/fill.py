@@ -1,4 +1,4 @@
-"""References for ConstantFill, GivenTensor*Fill, GaussianFill, UniformFill.
+"""References for ConstantFill, GivenTensor*Fill, GaussianFill, UniformFill, XavierFill, MSRAFill.
 
 The shape is the `shape` argument, or input 0's shape, or (input_as_shape) input 0's values, with
 `extra_shape` appended. GaussianFill and UniformFill are checked by statistics (see the cases);
@@ -55,4 +55,20 @@ def gaussian_fill(args, *inputs):
 @reference("UniformFill")
 def uniform_fill(args, *inputs):
     sample = np.random.default_rng(0).uniform(args["min"], args["max"], size=_shape(args, inputs))
+    return (sample.astype(args["dtype"]),)
+
+
+@reference("XavierFill")
+def xavier_fill(args, *inputs):
+    shape = _shape(args, inputs)
+    scale = np.sqrt(3.0 / (np.prod(shape) / shape[0]))  # fan_in = size / shape[0]
+    sample = np.random.default_rng(0).uniform(-scale, scale, size=shape)
+    return (sample.astype(args["dtype"]),)
+
+
+@reference("MSRAFill")
+def msra_fill(args, *inputs):
+    shape = _shape(args, inputs)
+    std = np.sqrt(2.0 / (np.prod(shape) / shape[1]))  # fan_out = size / shape[1]
+    sample = np.random.default_rng(0).normal(0.0, std, size=shape)
     return (sample.astype(args["dtype"]),)

@@ -1,4 +1,5 @@
-"""Fillers: ConstantFill, GivenTensor*Fill, GaussianFill, UniformFill. No gradients.
+"""Fillers: ConstantFill, GivenTensor*Fill, GaussianFill, UniformFill, XavierFill, MSRAFill. No
+gradients.
 
 Shape comes from the `shape` argument, from input 0's shape, or (input_as_shape=1) from input 0's
 values; `extra_shape` is appended. Random fillers draw from a generator seeded by the op's
@@ -41,11 +42,24 @@ def fill_shape(args: Mapping[str, Any], ins: list[TensorInfo], op: str) -> tuple
     return None if ins[0].shape is None else tuple(ins[0].shape) + extra
 
 
-def _fill_infer(default_dtype: np.dtype | None):
+# Fillers whose scale comes from the shape: the least rank they need for their fan.
+_MIN_RANK = {"XavierFill": 1, "MSRAFill": 2}
+_RANDOM = ("GaussianFill", "UniformFill", "XavierFill", "MSRAFill")
+
+
+def _fill_infer(default_dtype: np.dtype | None, op: str = "fill"):
     def infer(args: Mapping[str, Any], ins: list[TensorInfo], n: int) -> list[TensorInfo]:
         dtype = args.get("dtype") or default_dtype
-        shape = fill_shape(args, ins, "fill")
-        if "values" in args and None not in shape:  # GivenTensor*Fill: one value per element
+        shape = fill_shape(args, ins, op)
+        rank = _MIN_RANK.get(op, 0)
+        check(
+            shape is None or len(shape) >= rank,
+            f"{op} needs an output of rank >= {rank} (its fan is computed from dim {rank - 1}), "
+            f"got shape {list(shape or ())}",
+        )
+        if (
+            "values" in args and shape is not None and None not in shape
+        ):  # GivenTensor*Fill: one value per element
             want = int(np.prod(shape, dtype=np.int64))
             check(
                 len(args["values"]) == want,
@@ -67,11 +81,11 @@ def _fill_op(name: str, doc: str, args: list[Arg], default_dtype: np.dtype | Non
         ],
         output_docs=[("output", "filled tensor")],
         args=[*_SHAPE_ARGS, *args],
-        infer=_fill_infer(default_dtype),
+        infer=_fill_infer(default_dtype, name),
         dtypes=claims,
         type_input=None,
         differentiable=False,
-        stochastic=name in ("GaussianFill", "UniformFill"),
+        stochastic=name in _RANDOM,
     )
 
 
@@ -93,6 +107,23 @@ _fill_op(
     "UniformFill",
     "Fill with uniform samples in [min, max).",
     [Arg("min", ArgType.FLOAT, 0.0), Arg("max", ArgType.FLOAT, 1.0), Arg("dtype", ArgType.DTYPE, F32)],
+    F32,
+    dtypes.FLOAT_TYPES,
+)
+
+_fill_op(
+    "XavierFill",
+    "Fill with uniform samples in [-s, s], s = sqrt(3 / fan_in), fan_in = size / shape[0] "
+    "(Caffe2's rule; for FC weights [N, K] that is K, for Conv filters C/group * kH * kW).",
+    [Arg("dtype", ArgType.DTYPE, F32)],
+    F32,
+    dtypes.FLOAT_TYPES,
+)
+_fill_op(
+    "MSRAFill",
+    "Fill with normal samples N(0, s²), s = sqrt(2 / fan_out), fan_out = size / shape[1] "
+    "(Caffe2's rule; for Conv filters [M, C, kH, kW] that is M * kH * kW).",
+    [Arg("dtype", ArgType.DTYPE, F32)],
     F32,
     dtypes.FLOAT_TYPES,
 )

@@ -1,4 +1,4 @@
-"""ConstantFill, GaussianFill, UniformFill, GivenTensor{,Double,Int,Int64,Bool}Fill.
+"""ConstantFill, GaussianFill, UniformFill, XavierFill, MSRAFill, GivenTensor{,Double,Int,Int64,Bool}Fill.
 
 The output shape is the `shape` argument, input 0's shape, or (input_as_shape) input 0's values,
 with `extra_shape` appended. Without an input the shape is fixed, so the constant fillers build
@@ -156,5 +156,42 @@ def uniform_fill(ctx: KernelContext) -> RunFn:
         out += lo
         out = out.astype(dtype, copy=False)
         return np.minimum(out, below_hi, out=out)
+
+    return _random_fill(draw)(ctx)
+
+
+def _fan(op: str, shape: tuple[int, ...], dim: int) -> int:
+    """size / shape[dim], Caffe2's fan (0 for an empty output, which needs no scale)."""
+    check(len(shape) > dim, f"{op} needs an output of rank >= {dim + 1}, got shape {list(shape)}")
+    return math.prod(shape) // shape[dim] if shape[dim] else 0
+
+
+@table.kernel("XavierFill", dtypes=FLOAT_TYPES)
+def xavier_fill(ctx: KernelContext) -> RunFn:
+    dtype = _out_dtype(ctx)
+
+    def draw(rng: np.random.Generator, shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
+        fan_in = _fan("XavierFill", shape, 0)
+        scale = math.sqrt(3.0 / fan_in) if fan_in else 0.0
+        out = rng.random(shape, dtype=dt)
+        out *= 2 * scale
+        out -= scale
+        out = out.astype(dtype, copy=False)
+        # Rounding to a narrow dtype can step past ±scale; keep the samples inside [-scale, scale].
+        bound = dtype.type(scale)
+        if float(bound) > scale:  # float(): numpy would round `scale` to the narrow dtype first
+            bound = np.nextafter(bound, dtype.type(0))
+        return np.clip(out, -bound, bound, out=out)
+
+    return _random_fill(draw)(ctx)
+
+
+@table.kernel("MSRAFill", dtypes=FLOAT_TYPES)
+def msra_fill(ctx: KernelContext) -> RunFn:
+    def draw(rng: np.random.Generator, shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
+        fan_out = _fan("MSRAFill", shape, 1)
+        out = rng.standard_normal(shape, dtype=dt)
+        out *= math.sqrt(2.0 / fan_out) if fan_out else 0.0
+        return out
 
     return _random_fill(draw)(ctx)
