@@ -14,6 +14,7 @@ import pytest
 
 import kaffa
 from kaffa.plugins import PLUGIN_API, hookimpl, registry
+from kaffa.schema import SCHEMAS
 from kaffa_conformance import cases, goldens, reference, report, runner
 from kaffa_conformance.tolerance import Tolerance, measure, tolerance, within
 
@@ -174,6 +175,94 @@ def test_every_op_has_a_reference_cases_and_current_goldens():
         assert op in ops, f"{op} lacks a reference or cases"
     problems = [p for op in ops for p in goldens.verify(op)]
     assert problems == []
+
+
+# The operator library (issue 3): Caffe2's core set for CNNs and MLPs.
+LIBRARY = [
+    "SpatialBN",
+    "LRN",
+    "Dropout",
+    "LeakyRelu",
+    "PRelu",
+    "Elu",
+    "Selu",
+    "Softplus",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Sqr",
+    "Pow",
+    "Abs",
+    "Negative",
+    "Clip",
+    "Max",
+    "Min",
+    "Mean",
+    "Scale",
+    "WeightedSum",
+    "BatchMatMul",
+    "ConvTranspose",
+    "Squeeze",
+    "ExpandDims",
+    "Slice",
+    "Gather",
+    "Tile",
+    "PadImage",
+    "Cast",
+    "Shape",
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceMax",
+    "SumElements",
+    "LayerNorm",
+    "SoftmaxWithLoss",
+    "LabelCrossEntropy",
+    "CrossEntropy",
+    "SigmoidCrossEntropyWithLogits",
+    "AveragedLoss",
+    "SquaredL2Distance",
+    "Accuracy",
+    "EQ",
+    "LT",
+    "GT",
+    "And",
+    "Or",
+    "Not",
+    "StopGradient",
+    "XavierFill",
+    "MSRAFill",
+    "Iter",
+    "LearningRate",
+    "MomentumSGDUpdate",
+    "Adam",
+    "Adagrad",
+]
+
+
+def test_the_operator_library_is_covered_by_conformance():
+    ops = set(runner.default_ops())
+    assert [op for op in LIBRARY if op not in ops] == []
+    forward = [op for op in ops if not SCHEMAS.get(op).gradient_op]
+    assert len(forward) >= 60, forward
+
+
+def test_every_gradient_op_is_checked_and_every_differentiable_op_has_a_maker():
+    from kaffa_conformance import gradcheck
+
+    by_op = {op: cases.for_op(op) for op in runner.default_ops()}
+    used = gradcheck.gradient_ops_covered(by_op)
+    unchecked = [s.name for s in SCHEMAS.all() if s.gradient_op and s.name not in used]
+    assert unchecked == [], "gradient ops no conformance case exercises"
+    makerless = [
+        s.name
+        for s in SCHEMAS.all()
+        if s.differentiable and not s.gradient_op and s.gradient is None and s.family != "fill"
+    ]
+    assert makerless == [], "differentiable ops without a gradient maker (mark them differentiable=False?)"
+    unchecked_fwd = [
+        op for op, cs in by_op.items() if SCHEMAS.get(op).gradient and not any(map(gradcheck.wants_grad, cs))
+    ]
+    assert unchecked_fwd == [], "ops with a gradient maker but no gradient-checked case"
 
 
 def test_a_changed_reference_is_caught(monkeypatch):
