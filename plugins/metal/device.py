@@ -72,7 +72,9 @@ class MetalBackend(DeviceBackend):
         if not os.environ.get("XDG_RUNTIME_DIR"):
             # Mesa's Vulkan loader prints "XDG_RUNTIME_DIR is invalid" once per adapter on headless
             # machines (CI, containers); a private temp dir keeps stderr clean. We never draw.
-            os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="kaffa-xdg-")
+            runtime_dir = os.path.join(tempfile.gettempdir(), f"kaffa-xdg-{os.getuid()}")
+            os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
+            os.environ["XDG_RUNTIME_DIR"] = runtime_dir
         wgpu = lazy_import("wgpu", "metal")
         self._version = f"wgpu {wgpu.__version__}"
         try:
