@@ -1,5 +1,166 @@
-"""Cases for Exp, Log, Sqrt, Sqr, Abs, Negative, Clip, Pow, Scale, Cast, StopGradient."""
+"""Cases for Exp, Log, Sqrt, Sqr, Abs, Negative, Clip, Pow, Scale, Cast, StopGradient.
+
+Every case of a differentiable op is a gradient case (float dtypes), so: Log, Sqrt and the Pow cases
+that need it take positive inputs; Abs inputs stay away from 0 and Clip inputs away from the
+bounds (no finite difference straddles a kink). Clip's bounds are exact in float16, so every dtype
+clips the same elements. Ops also defined on integers (Abs, Negative, Clip, Cast, StopGradient) run
+their cases on int32/int64 too; Clip's integer cases use integer-valued data and bounds.
+"""
 
 from __future__ import annotations
 
-from kaffa_conformance.cases import Case, cases  # noqa: F401
+import numpy as np
+
+from kaffa import dtypes
+from kaffa.proto import TensorProto
+from kaffa_conformance.cases import ELEMENTWISE, Case, cases, ints, uniform
+
+SHAPES = [(1,), (7,), (2, 3), (3, 1, 5), (2, 3, 4, 5), (1, 1, 1, 1)]
+
+
+def _name(shape) -> str:
+    return "x".join(map(str, shape)) or "scalar"
+
+
+def _away(rng, shape, high: float, low: float = 0.05) -> np.ndarray:
+    """Values in [-high, -low] U [low, high]."""
+    return uniform(rng, shape, low, high) * rng.choice([-1.0, 1.0], size=tuple(shape))
+
+
+def _shapes_cases(op: str, draw, extra_shapes=((),)):
+    def gen(rng):
+        out = [Case(op, _name(s), [draw(rng, s)], op_class=ELEMENTWISE) for s in [*SHAPES, *extra_shapes]]
+        out.append(Case(op, "inplace", [draw(rng, (4, 6))], inplace=[(0, 0)]))
+        return out
+
+    return gen
+
+
+cases("Exp")(_shapes_cases("Exp", lambda rng, s: uniform(rng, s, -5, 5)))
+cases("Log")(_shapes_cases("Log", lambda rng, s: uniform(rng, s, 0.05, 20)))
+cases("Sqrt")(_shapes_cases("Sqrt", lambda rng, s: uniform(rng, s, 0.05, 20)))
+cases("Sqr")(_shapes_cases("Sqr", lambda rng, s: uniform(rng, s, -8, 8)))
+cases("Abs")(_shapes_cases("Abs", lambda rng, s: _away(rng, s, 9.0)))
+cases("Negative")(_shapes_cases("Negative", lambda rng, s: uniform(rng, s, -9, 9)))
+cases("StopGradient")(_shapes_cases("StopGradient", lambda rng, s: uniform(rng, s, -9, 9)))
+
+
+@cases("Scale")
+def scale(rng):
+    out = _shapes_cases("Scale", lambda rng, s: uniform(rng, s, -4, 4))(rng)
+    for name, s in (("half", 0.5), ("neg2", -2.0), ("tenth", 0.1), ("zero", 0.0)):
+        out.append(Case("Scale", name, [uniform(rng, (3, 5), -4, 4)], {"scale": s}))
+    return out
+
+
+def _off_bounds(x: np.ndarray, bounds, margin: float = 0.05) -> np.ndarray:
+    """Move elements within ``margin`` of a bound to 2 * margin past it (same side)."""
+    x = x.copy()
+    for b in bounds:
+        near = np.abs(x - b) < margin
+        x[near] = np.where(x[near] >= b, b + 2 * margin, b - 2 * margin)
+    return x
+
+
+@cases("Clip")
+def clip(rng):
+    def case(name, shape, args, high=3.0):
+        bounds = [v for k, v in args.items() if k in ("min", "max")]
+        x = _off_bounds(uniform(rng, shape, -high, high), bounds)
+        return Case("Clip", name, [x], args, dtypes=dtypes.FLOAT_TYPES)
+
+    out = [
+        case("both", (4, 7), {"min": -0.5, "max": 0.75}),
+        case("min_only", (3, 1, 5), {"min": -1.25}),
+        case("max_only", (2, 3, 4, 5), {"max": 0.5}),
+        case("no_bounds", (6,), {}),
+        case("narrow", (1, 9), {"min": 0.25, "max": 0.375}),
+        case("size1", (1, 1), {"min": -1.0, "max": 1.0}),
+        case("scalar", (), {"min": -1.0, "max": 1.0}),
+        case("all_below", (2, 4), {"min": 4.0, "max": 5.0}),
+    ]
+    inplace = case("inplace", (4, 6), {"min": -1.0, "max": 1.0})
+    inplace.inplace = [(0, 0)]
+    out.append(inplace)
+    # Integer data and bounds run on every dtype; fractional bounds clip integers to ceil(min), floor(max).
+    out.append(Case("Clip", "integers", [ints(rng, (5, 6), -9, 10)], {"min": -3.0, "max": 4.0}, grad=False))
+    out.append(
+        Case("Clip", "integers_wide", [ints(rng, (3, 4), -9, 10)], {"min": -100.0, "max": 100.0}, grad=False)
+    )
+    out.append(
+        Case(
+            "Clip",
+            "fractional_bounds",
+            [ints(rng, (4, 5), -6, 7)],
+            {"min": -2.5, "max": 3.5},
+            dtypes=dtypes.INT_TYPES,
+        )
+    )
+    return out
+
+
+@cases("Pow")
+def pow_(rng):
+    def arg(name, shape, exponent, low=-2.0, high=2.0):
+        x = _away(rng, shape, high, 0.1) if low < 0 else uniform(rng, shape, low, high)
+        return Case("Pow", name, [x], {"exponent": exponent})
+
+    def tensor(name, x_shape, e_shape, **args):
+        x = uniform(rng, x_shape, 0.2, 2.5)
+        e = uniform(rng, e_shape, -2, 3)
+        return Case("Pow", name, [x, e], args, op_class=ELEMENTWISE)
+
+    return [
+        arg("square", (3, 4), 2.0),
+        arg("cube", (2, 3, 4, 5), 3.0),
+        arg("sqrt", (7,), 0.5, 0.05, 9),
+        arg("inverse", (2, 5), -1.0, 0.2, 4),
+        arg("fractional", (3, 1, 5), 1.5, 0.05, 3),
+        arg("one", (1, 1, 1, 1), 1.0),
+        arg("zero", (4,), 0.0, 0.2, 3),
+        arg("neg_half", (6,), -0.5, 0.1, 5),
+        tensor("tensor_same_shape", (3, 4), (3, 4)),
+        tensor("tensor_trailing", (2, 3, 4), (4,)),
+        tensor("tensor_scalar", (3, 5), ()),
+        tensor("tensor_x_smaller", (5,), (2, 3, 5)),
+        tensor("tensor_size1_both", (3, 1, 4), (1, 5, 1)),
+        tensor("legacy_axis1", (2, 3, 4, 5), (3, 4), broadcast=1, axis=1),
+        tensor("legacy_trailing", (2, 3, 4), (3, 4), broadcast=1),
+        Case("Pow", "inplace", [uniform(rng, (4, 6), 0.1, 3)], {"exponent": 2.5}, inplace=[(0, 0)]),
+    ]
+
+
+@cases("Cast")
+def cast(rng):
+    def case(name, shape, to, data=None, grad=None, **kw):
+        x = ints(rng, shape, -20, 21) if data is None else data(rng, shape)
+        return Case("Cast", name, [x], {"to": to, **kw}, grad=grad)
+
+    def fractional(rng, shape):
+        return uniform(rng, shape, -30, 30)
+
+    out = [
+        case("to_float_name", (3, 4), "FLOAT"),
+        case("to_double_enum", (2, 3, 4), TensorProto.DOUBLE),
+        case("to_float16_lower", (7,), "float16"),
+        case("fractional_to_float", (5, 3), TensorProto.FLOAT, fractional),
+        case("size1", (1, 1, 1), "DOUBLE"),
+        case("scalar", (), "FLOAT"),
+        # Non-float outputs carry no gradient.
+        case("to_int32", (4, 5), "INT32", grad=False),
+        case("to_int64_enum", (6,), TensorProto.INT64, grad=False),
+        case("truncates_toward_zero", (4, 6), "INT32", fractional, grad=False),
+        case("to_bool", (3, 5), "BOOL", grad=False),
+        case("to_uint8", (2, 6), "UINT8", lambda r, s: ints(r, s, 0, 100), grad=False),
+    ]
+    # Caffe2's form: with from_type the gradient is a Cast back to it (run for that dtype only).
+    out.append(
+        Case(
+            "Cast",
+            "from_type",
+            [uniform(rng, (3, 4), -4, 4)],
+            {"to": "DOUBLE", "from_type": "FLOAT"},
+            dtypes=["float32"],
+        )
+    )
+    return out
