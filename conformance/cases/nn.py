@@ -1,12 +1,15 @@
-"""Cases for FC, Conv, MaxPool, AveragePool.
+"""Cases for FC, Conv, ConvTranspose, MaxPool, AveragePool, PadImage.
 
 Odd spatial sizes (7, 9, 13) break tiling, batch 1 and size-1 dims hit degenerate loops, and one
-case per op has ~64 channels so GEMM tiling and blocking are exercised.
+case per op has ~64 channels so GEMM tiling and blocking are exercised. Every case is also a
+gradient case (kaffa_conformance.gradcheck), so sizes stay small.
 """
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 from kaffa_conformance.cases import EXACT, GEMM, REDUCTION, Case, cases, uniform
 
@@ -70,6 +73,69 @@ def conv(rng):
         case("valid", (1, 3, 8, 8), (2, 3, 3, 3), stride=2, legacy_pad=1),
         case("same_even_kernel", (1, 3, 7, 8), (2, 3, 4, 4), stride=2, legacy_pad=2),
         case("large_64ch", (1, 64, 9, 9), (64, 64, 3, 3), pad=1),
+        # The gradient skips dX (Caffe2's no_gradient_to_input, e.g. for a layer fed by data).
+        case("no_gradient_to_input", (2, 2, 5, 4), (3, 2, 2, 2), stride=2, no_gradient_to_input=1),
+        case("caffe_ceil", (1, 2, 6, 6), (2, 2, 3, 3), stride=2, legacy_pad=3),
+    ]
+
+
+# -- ConvTranspose ---------------------------------------------------------------------------------
+@cases("ConvTranspose")
+def conv_transpose(rng):
+    def case(name, x_shape, w_shape, bias=True, **args):
+        nhwc = args.get("order") == "NHWC"
+        group = args.get("group", 1)
+        m = w_shape[-1 if nhwc else 1] * group
+        inputs = [uniform(rng, x_shape), uniform(rng, w_shape)]
+        if bias:
+            inputs.append(uniform(rng, (m,)))
+        kernel = w_shape[1:-1] if nhwc else w_shape[2:]
+        # One output cell sums at most C/group channels x every kernel tap.
+        reduction = w_shape[0] // group * math.prod(kernel)
+        return Case("ConvTranspose", name, inputs, args, op_class=GEMM, reduction=reduction)
+
+    nhwc = {"order": "NHWC"}
+    return [
+        case("2d_3x3", (2, 3, 5, 5), (3, 4, 3, 3), kernel=3),
+        case("2d_no_kernel_arg_rect", (2, 2, 3, 4), (2, 3, 2, 3), bias=False),
+        case("2d_stride2_pad1_adj1", (1, 4, 4, 5), (4, 2, 3, 3), kernel=3, stride=2, pad=1, adj=1),
+        case(
+            "2d_asym_pads_adjs",
+            (1, 2, 4, 3),
+            (2, 3, 3, 2),
+            kernel_h=3,
+            kernel_w=2,
+            pads=[0, 1, 2, 0],
+            strides=[2, 3],
+            adjs=[1, 2],
+        ),
+        case(
+            "2d_pad_tlbr_adj_hw",
+            (2, 3, 3, 3),
+            (3, 2, 3, 3),
+            pad_t=2,
+            pad_l=0,
+            pad_b=1,
+            pad_r=1,
+            stride_h=2,
+            stride_w=2,
+            adj_h=0,
+            adj_w=1,
+            bias=False,
+        ),
+        case("2d_group2", (1, 4, 3, 3), (4, 3, 3, 3), group=2, stride=2, pad=1),
+        case("2d_depthwise", (2, 3, 4, 4), (3, 1, 3, 3), group=3, stride=2),
+        case("2d_kernel_larger_than_input", (1, 2, 2, 2), (2, 3, 4, 4), stride=3, adj=2),
+        case("2d_1x1_size1_dims", (3, 5, 1, 1), (5, 2, 1, 1)),
+        case("nhwc", (2, 4, 4, 3), (3, 3, 3, 4), stride=2, pad=1, adj=1, **nhwc),
+        case("nhwc_group2", (1, 3, 5, 4), (4, 2, 2, 3), group=2, stride=2, bias=False, **nhwc),
+        case("1d", (2, 3, 6), (3, 2, 3), kernels=[3], strides=[2], pads=[1, 0]),
+        case("3d", (1, 2, 3, 3, 2), (2, 3, 2, 2, 2), strides=[2, 1, 2], pads=[1, 0, 0, 0, 1, 0]),
+        # VALID and SAME mean no padding for a transposed convolution (the pad is ignored).
+        case("valid_ignores_pads", (1, 2, 4, 4), (2, 3, 3, 3), stride=2, pad=1, legacy_pad=1),
+        case("same", (1, 2, 3, 4), (2, 2, 4, 4), stride=2, legacy_pad=2),
+        case("large_64ch", (1, 64, 5, 5), (64, 64, 3, 3), stride=2, pad=1, adj=1),
+        case("no_gradient_to_input", (2, 2, 3, 3), (2, 2, 2, 2), stride=2, no_gradient_to_input=1),
     ]
 
 
@@ -87,6 +153,14 @@ def _window_size(args, rank):
     return math.prod(ks * (rank - 2) if len(ks) == 1 else ks)
 
 
+def _distinct(rng, shape, low, high):
+    """Distinct values k / 1024 in [low, high): exact in float16 (|k| <= 2048), and no two cells of a
+    max-pooling window tie, so the gradient has one winner even after rounding."""
+    grid = np.arange(round(low * 1024), round(high * 1024)) / 1024
+    assert grid.size >= math.prod(shape), f"not enough distinct values for {shape}"
+    return rng.choice(grid, size=tuple(shape), replace=False)
+
+
 def _pool_cases(op, rng):
     average = op == "AveragePool"
 
@@ -99,7 +173,9 @@ def _pool_cases(op, rng):
             return Case(
                 op, name, [uniform(rng, shape, low, high)], args, op_class=REDUCTION, reduction=window
             )
-        return Case(op, name, [uniform(rng, shape, low, high)], args, op_class=EXACT)
+        if low == -1.0 and high == 1.0:
+            low, high = -2.0, 2.0  # room for the 3136 distinct values of the largest case
+        return Case(op, name, [_distinct(rng, shape, low, high)], args, op_class=EXACT)
 
     nhwc = {"order": "NHWC"}
     out = [
@@ -158,3 +234,26 @@ def max_pool(rng):
 @cases("AveragePool")
 def average_pool(rng):
     return _pool_cases("AveragePool", rng)
+
+
+# -- PadImage --------------------------------------------------------------------------------------
+@cases("PadImage")
+def pad_image(rng):
+    def case(name, shape, **args):
+        return Case("PadImage", name, [uniform(rng, shape)], args, op_class=EXACT)
+
+    nhwc = {"order": "NHWC"}
+    return [
+        case("constant_pad1", (2, 3, 4, 5), pad=1),
+        case("constant_value_tlbr", (1, 2, 3, 4), pad_t=2, pad_l=0, pad_b=1, pad_r=3, value=-1.5),
+        case("reflect_pad2", (1, 2, 5, 4), pad=2, mode="reflect"),
+        # Reflect pads may reach size - 1.
+        case("reflect_asym_max", (2, 2, 4, 5), pads=[1, 0, 3, 4], mode="reflect"),
+        case("edge_pad_beyond_size", (1, 2, 2, 3), pad=3, mode="edge"),
+        case("edge_size1", (2, 3, 1, 1), pads=[2, 0, 1, 1], mode="edge"),
+        case("no_pad", (1, 2, 3, 3), pads=[0]),
+        case("nhwc_reflect", (2, 5, 4, 3), pad_t=1, pad_l=2, pad_b=2, pad_r=1, mode="reflect", **nhwc),
+        case("nhwc_constant", (1, 3, 2, 4), pad=1, value=2.0, **nhwc),
+        case("1d_edge", (2, 3, 5), pads=[2, 1], mode="edge"),
+        case("3d_reflect", (1, 2, 3, 4, 3), pads=[1], mode="reflect"),
+    ]

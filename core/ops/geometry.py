@@ -60,13 +60,19 @@ def _per_axis(args: Mapping[str, Any], single: str, h: str, w: str, many: str, w
     return None
 
 
-def canonicalize_window(args: dict[str, Any]) -> dict[str, Any]:
-    """Fold the spellings into ``kernels``, ``strides``, ``pads``, ``dilations`` (lists; a one-element
-    list broadcasts over the spatial axes). Used as the schema's canonicalize step."""
-    out = dict(args)
-    out["kernels"] = _per_axis(args, "kernel", "kernel_h", "kernel_w", "kernels", "kernel")
-    out["strides"] = _per_axis(args, "stride", "stride_h", "stride_w", "strides", "stride") or [1]
-    out["dilations"] = _per_axis(args, "dilation", "dilation_h", "dilation_w", "dilations", "dilation") or [1]
+PAD_ARGS = [a for a in WINDOW_ARGS if a.name in ("pad", "pad_t", "pad_l", "pad_b", "pad_r", "pads")]
+
+# ConvTranspose: Caffe2's ConvTransposeUnpoolBase has no dilation, and adds the output adjustment.
+TRANSPOSE_ARGS = [
+    *(a for a in WINDOW_ARGS if not a.name.startswith("dilation")),
+    Arg("adj", ArgType.INT, doc="extra output cells at the end of every spatial axis (< stride)"),
+    Arg("adj_h", ArgType.INT),
+    Arg("adj_w", ArgType.INT),
+    Arg("adjs", ArgType.INTS),
+]
+
+
+def _fold_pads(args: Mapping[str, Any], out: dict[str, Any]) -> None:
     side = [args.get(k) for k in ("pad_t", "pad_l", "pad_b", "pad_r")]
     forms = [f for f in ("pad", "pads") if args.get(f) not in (None, [])] + (
         ["pad_t/l/b/r"] if any(v is not None for v in side) else []
@@ -81,10 +87,34 @@ def canonicalize_window(args: dict[str, Any]) -> dict[str, Any]:
         out["pads"] = [t, l, b, r]
     else:
         out["pads"] = [0]
+    for key in ("pad", "pad_t", "pad_l", "pad_b", "pad_r"):
+        out.pop(key, None)
+
+
+def _check_order(args: Mapping[str, Any]) -> None:
     check(
         args.get("order", "NCHW") in ("NCHW", "NHWC"),
         f"order must be NCHW or NHWC, got {args.get('order')!r}",
     )
+
+
+def canonicalize_pads(args: dict[str, Any]) -> dict[str, Any]:
+    """Fold pad, pad_t/l/b/r and pads into ``pads`` (PadImage's canonicalize step)."""
+    out = dict(args)
+    _fold_pads(args, out)
+    _check_order(args)
+    return out
+
+
+def canonicalize_window(args: dict[str, Any]) -> dict[str, Any]:
+    """Fold the spellings into ``kernels``, ``strides``, ``pads``, ``dilations`` (lists; a one-element
+    list broadcasts over the spatial axes). Used as the schema's canonicalize step."""
+    out = dict(args)
+    out["kernels"] = _per_axis(args, "kernel", "kernel_h", "kernel_w", "kernels", "kernel")
+    out["strides"] = _per_axis(args, "stride", "stride_h", "stride_w", "strides", "stride") or [1]
+    out["dilations"] = _per_axis(args, "dilation", "dilation_h", "dilation_w", "dilations", "dilation") or [1]
+    _fold_pads(args, out)
+    _check_order(args)
     check(
         args.get("legacy_pad", 0) in (NOTSET, VALID, SAME, CAFFE_LEGACY_POOLING),
         f"legacy_pad must be 0..3, got {args.get('legacy_pad')}",
@@ -96,17 +126,38 @@ def canonicalize_window(args: dict[str, Any]) -> dict[str, Any]:
         "stride",
         "stride_h",
         "stride_w",
-        "pad",
-        "pad_t",
-        "pad_l",
-        "pad_b",
-        "pad_r",
         "dilation",
         "dilation_h",
         "dilation_w",
     ):
         out.pop(key, None)
     return out
+
+
+def canonicalize_transpose_window(args: dict[str, Any]) -> dict[str, Any]:
+    """canonicalize_window plus ``adjs`` (a one-element list broadcasts). Caffe's ceil-mode
+    pooling size means nothing for a transposed convolution."""
+    out = canonicalize_window(args)
+    out["adjs"] = _per_axis(args, "adj", "adj_h", "adj_w", "adjs", "adj") or [0]
+    for key in ("adj", "adj_h", "adj_w"):
+        out.pop(key, None)
+    check(
+        out.get("legacy_pad", NOTSET) != CAFFE_LEGACY_POOLING,
+        "ConvTranspose: legacy_pad=3 (Caffe ceil-mode pooling) does not apply to transposed convolution",
+    )
+    return out
+
+
+def split_pads(pads: Sequence[int], n: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(begin pads, end pads) over ``n`` spatial axes from canonical ``pads``."""
+    pads = pads or [0]
+    if len(pads) == 1:
+        begin = end = _fit(pads, n, "pads")
+    else:
+        check(len(pads) == 2 * n, f"pads has {len(pads)} values; {2 * n} needed for {n} spatial axes")
+        begin, end = [int(p) for p in pads[:n]], [int(p) for p in pads[n:]]
+    check(all(p >= 0 for p in begin + end), f"pads must be non-negative, got {begin + end}")
+    return tuple(begin), tuple(end)
 
 
 def _fit(values: Sequence[int], n: int, what: str) -> list[int]:
@@ -133,24 +184,18 @@ class Window:
         global pooling takes the input's)."""
         ks = kernels if kernels is not None else args.get("kernels")
         check(ks is not None, "no kernel size given (kernel, kernel_h/kernel_w or kernels)")
-        pads = args.get("pads") or [0]
-        if len(pads) == 1:
-            begin = end = _fit(pads, n, "pads")
-        else:
-            check(len(pads) == 2 * n, f"pads has {len(pads)} values; {2 * n} needed for {n} spatial axes")
-            begin, end = [int(p) for p in pads[:n]], [int(p) for p in pads[n:]]
+        begin, end = split_pads(args.get("pads") or [0], n)
         win = cls(
             tuple(_fit(ks, n, "kernels")),
             tuple(_fit(args.get("strides") or [1], n, "strides")),
             tuple(_fit(args.get("dilations") or [1], n, "dilations")),
-            tuple(begin),
-            tuple(end),
+            begin,
+            end,
             int(args.get("legacy_pad", NOTSET)),
         )
         check(all(k > 0 for k in win.kernels), f"kernel sizes must be positive, got {list(win.kernels)}")
         check(all(s > 0 for s in win.strides), f"strides must be positive, got {list(win.strides)}")
         check(all(d > 0 for d in win.dilations), f"dilations must be positive, got {list(win.dilations)}")
-        check(all(p >= 0 for p in begin + end), f"pads must be non-negative, got {begin + end}")
         return win
 
     @property
@@ -197,3 +242,26 @@ class Window:
         if self.legacy_pad == SAME:
             return self.resolve(in_sizes)[2]
         return self.pads_end
+
+    def transpose_resolve(
+        self, in_sizes: Sequence[int], adjs: Sequence[int]
+    ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """For a transposed convolution: (output sizes, begin pads, end pads). The output,
+        padded by these, is the input of the matching forward convolution: out = (in - 1) * stride
+        + kernel + adj - pad_begin - pad_end. VALID and SAME mean no padding (as in Caffe2)."""
+        adjs = _fit(adjs or [0], len(in_sizes), "adjs")
+        outs, begins, ends = [], [], []
+        for i, size in enumerate(in_sizes):
+            k, s, adj = self.extent[i], self.strides[i], adjs[i]
+            pb, pe = (0, 0) if self.legacy_pad in (VALID, SAME) else (self.pads_begin[i], self.pads_end[i])
+            check(0 <= adj < s, f"adj must be in [0, stride); got adj {adj} with stride {s}")
+            out = (size - 1) * s + k + adj - pb - pe
+            check(
+                out > 0,
+                f"transposed convolution of spatial size {size} (kernel {k}, stride {s}, adj {adj}) "
+                f"leaves no output after pads {pb}+{pe}",
+            )
+            outs.append(out)
+            begins.append(pb)
+            ends.append(pe)
+        return tuple(outs), tuple(begins), tuple(ends)

@@ -1,4 +1,4 @@
-"""FC, Conv, MaxPool, AveragePool.
+"""FC, Conv, ConvTranspose, MaxPool, AveragePool, PadImage and their gradients.
 
 Convolution is im2col + GEMM: the padded input is viewed as windows with
 ``sliding_window_view`` (no copy), the view is reshaped into the column matrix (the one copy)
@@ -11,15 +11,16 @@ float32 and rounded once at the end.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from kaffa.dtypes import FLOAT_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.ops.geometry import Window
+from kaffa.ops.geometry import Window, split_pads
 from kaffa.schema import check, norm_axis
 
 table = KernelTable("cpu")
@@ -110,76 +111,204 @@ def _window_view(xp: np.ndarray, first: int, win: Window, outs: Sequence[int]) -
 # -- Conv ------------------------------------------------------------------------------------------
 
 
+def _samples_per_chunk(bytes_per_sample: int) -> int:
+    """Samples per GEMM, so that a column matrix stays within the budget."""
+    return max(1, COLS_BUDGET_BYTES // max(1, bytes_per_sample))
+
+
+# Channel-first building blocks ([N, C, *S] arrays of any strides; NHWC callers pass moveaxis views).
+# With "big" the convolution's input side and "small" its output side, Conv is big -> small,
+# ConvTranspose small -> big, and the gradients are these three maps in other roles.
+
+
+def _conv_cf(
+    x: np.ndarray,
+    w: np.ndarray,
+    group: int,
+    win: Window,
+    outs: Sequence[int],
+    begins: Sequence[int],
+    ends: Sequence[int],
+    wt: np.dtype,
+) -> np.ndarray:
+    """Convolution: x [N, C, *S] with w [M, C/g, *K] -> [N, M, *outs], by im2col + batched GEMM."""
+    n, c, m, cg, kern = x.shape[0], x.shape[1], w.shape[0], w.shape[1], tuple(w.shape[2:])
+    nsp = len(kern)
+    xp = _pad(x, 2, begins, ends, 0, wt)
+    patches = _window_view(xp, 2, win, outs)  # [N, C, *O, *K]
+    mg, kp, op = m // group, _prod(kern), _prod(outs)
+    ck = cg * kp
+    step = _samples_per_chunk(c * kp * op * wt.itemsize)
+    sp = tuple(range(nsp))
+    # Columns ordered (channel, tap) to match the filter [M, C/g, *K]; the GEMM's output
+    # [n, g, M/g, *O] is already channel-first.
+    filt = w.reshape(group, mg, ck).astype(wt, copy=False)
+    y = np.empty((n, group, mg, op), wt)
+    for s in range(0, n, step):
+        p = patches[s : s + step]
+        cnt = len(p)
+        p = p.reshape(cnt, group, cg, *outs, *kern)
+        p = p.transpose(0, 1, 2, *(3 + nsp + i for i in sp), *(3 + i for i in sp))
+        np.matmul(filt, p.reshape(cnt, group, ck, op), out=y[s : s + cnt])
+    return y.reshape(n, m, *outs)
+
+
+def _conv_adjoint_cf(
+    dy: np.ndarray,
+    w: np.ndarray,
+    group: int,
+    win: Window,
+    sizes: Sequence[int],
+    begins: Sequence[int],
+    ends: Sequence[int],
+    wt: np.dtype,
+) -> np.ndarray:
+    """The adjoint of _conv_cf in its input: dy [N, M, *O] with w [M, C/g, *K] -> [N, C, *sizes].
+    One GEMM makes the columns (Wᵀ·dY), then col2im adds each kernel tap's block into a strided
+    slice of the padded result: prod(K) vectorized adds, never a loop over pixels."""
+    n, m, outs = dy.shape[0], dy.shape[1], tuple(dy.shape[2:])
+    cg, kern = w.shape[1], tuple(w.shape[2:])
+    nsp = len(kern)
+    mg, kp, op = m // group, _prod(kern), _prod(outs)
+    # Rows ordered (tap, channel): each tap's block of the columns is contiguous.
+    filt = w.reshape(group, mg, cg, kp).transpose(0, 3, 2, 1).reshape(group, kp * cg, mg)
+    filt = filt.astype(wt, copy=False)
+    padded = tuple(s + b + e for s, b, e in zip(sizes, begins, ends))
+    dxp = np.zeros((n, group, cg, *padded), wt)
+    taps = _tap_slices(win, outs, 3, 3 + nsp)
+    step = _samples_per_chunk(group * cg * kp * op * wt.itemsize)
+    for s in range(0, n, step):
+        d = dy[s : s + step]
+        cnt = len(d)
+        cols = np.matmul(filt, d.reshape(cnt, group, mg, op).astype(wt, copy=False))
+        cols = cols.reshape(cnt, group, kp, cg, *outs)
+        rows = slice(s, s + cnt)
+        for t, tap in enumerate(taps):
+            dxp[(rows, *tap[1:])] += cols[:, :, t]
+    crop = tuple(slice(b, b + size) for b, size in zip(begins, sizes))
+    return dxp.reshape(n, group * cg, *padded)[(slice(None), slice(None), *crop)]
+
+
+def _conv_filter_grad_cf(
+    x: np.ndarray,
+    dy: np.ndarray,
+    group: int,
+    win: Window,
+    begins: Sequence[int],
+    ends: Sequence[int],
+    wt: np.dtype,
+) -> np.ndarray:
+    """The gradient of _conv_cf in its filter: x [N, C, *S], dy [N, M, *O] -> [M, C/g, *K]."""
+    n, c, m, outs = x.shape[0], x.shape[1], dy.shape[1], tuple(dy.shape[2:])
+    kern, nsp = win.kernels, len(outs)
+    cg, mg, kp, op = c // group, m // group, _prod(win.kernels), _prod(outs)
+    xp = _pad(x, 2, begins, ends, 0, wt)
+    patches = _window_view(xp, 2, win, outs)  # [N, C, *O, *K]
+    sp = tuple(range(nsp))
+    dw = np.zeros((group, mg, cg * kp), wt)
+    step = _samples_per_chunk(c * kp * op * wt.itemsize)
+    for s in range(0, n, step):
+        p = patches[s : s + step]
+        cnt = len(p)
+        # cols [g, C/g * K, cnt * op] (positions innermost: long contiguous runs to copy) and
+        # dY [g, M/g, cnt * op]: one GEMM per group sums over samples and positions at once.
+        p = p.reshape(cnt, group, cg, *outs, *kern)
+        cols = p.transpose(1, 2, *(3 + nsp + i for i in sp), 0, *(3 + i for i in sp))
+        cols = cols.reshape(group, cg * kp, cnt * op)
+        d = dy[s : s + cnt].reshape(cnt, group, mg, op).transpose(1, 2, 0, 3).reshape(group, mg, cnt * op)
+        dw += np.matmul(d.astype(wt, copy=False), cols.transpose(0, 2, 1))
+    return dw.reshape(m, cg, *kern)
+
+
+def _channel_sums(dy: np.ndarray, nchw: bool, wt: np.dtype) -> np.ndarray:
+    axes = (0, *range(2, dy.ndim)) if nchw else tuple(range(dy.ndim - 1))
+    return dy.sum(axis=axes, dtype=wt)
+
+
+def _cf(a: np.ndarray, nchw: bool) -> np.ndarray:
+    """Channel-first view of an NCHW or NHWC array (data or filter)."""
+    return a if nchw else np.moveaxis(a, -1, 1)
+
+
+def _to_order(a: np.ndarray, nchw: bool, dtype: np.dtype) -> np.ndarray:
+    """A channel-first result back in the op's layout and dtype, contiguous."""
+    out = a if nchw else np.moveaxis(a, 1, -1)
+    return np.ascontiguousarray(out, dtype=dtype)
+
+
+def _channels(x: np.ndarray, nchw: bool) -> int:
+    return x.shape[1] if nchw else x.shape[-1]
+
+
+def _sizes(x: np.ndarray, nchw: bool) -> tuple[int, ...]:
+    return tuple(x.shape[2:] if nchw else x.shape[1:-1])
+
+
+def _conv_filter(
+    op: str, x: np.ndarray, w: np.ndarray, nchw: bool, group: int
+) -> tuple[int, int, tuple[int, ...]]:
+    """Checks Conv's X against its filter; returns (M, C/group, kernel shape)."""
+    check(
+        x.ndim >= 3 and w.ndim == x.ndim,
+        f"{op}: X {list(x.shape)} needs a batch, a channel and a spatial axis, and the filter "
+        f"{list(w.shape)} the same rank",
+    )
+    c = _channels(x, nchw)
+    m, cg, kern = w.shape[0], _channels(w, nchw), _sizes(w, nchw)
+    check(
+        c == cg * group and m % group == 0,
+        f"{op}: X has {c} channels and the filter {list(w.shape)} has {m} outputs x {cg} channels "
+        f"per group; with group={group} X needs {cg * group} channels and outputs must divide",
+    )
+    return m, cg, kern
+
+
+def _filter_window(
+    op: str, args: Mapping[str, Any], kern: tuple[int, ...], cache: dict[tuple[int, ...], Window]
+) -> Window:
+    """The window of a filter of spatial shape ``kern``, checked against a kernel argument."""
+    win = cache.get(kern)
+    if win is None:
+        if args.get("kernels"):
+            declared = Window.from_args(args, len(kern)).kernels
+            check(
+                declared == kern,
+                f"{op}: kernel argument {list(declared)} does not match the filter's spatial "
+                f"shape {list(kern)}",
+            )
+        win = cache[kern] = Window.from_args(args, len(kern), kernels=kern)
+    return win
+
+
 @table.kernel("Conv", dtypes=FLOAT_TYPES)
 def conv(ctx: KernelContext) -> RunFn:
     args = ctx.args
     nchw = args["order"] == "NCHW"
     group = int(args["group"])
-    arg_kernels = args.get("kernels") or None
     windows: dict[tuple[int, ...], Window] = {}
 
-    def window(kern: tuple[int, ...]) -> Window:
-        win = windows.get(kern)
-        if win is None:
-            if arg_kernels is not None:
-                declared = Window.from_args(args, len(kern)).kernels
-                check(
-                    declared == kern,
-                    f"Conv: kernel argument {list(declared)} does not match the filter's spatial "
-                    f"shape {list(kern)}",
-                )
-            win = windows[kern] = Window.from_args(args, len(kern), kernels=kern)
-        return win
-
     def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> tuple[np.ndarray]:
-        check(
-            x.ndim >= 3 and w.ndim == x.ndim,
-            f"Conv: X {list(x.shape)} needs a batch, a channel and a spatial axis, and the filter "
-            f"{list(w.shape)} the same rank",
-        )
+        m, cg, kern = _conv_filter("Conv", x, w, nchw, group)
         nsp = x.ndim - 2
-        if nchw:
-            n, c, sizes = x.shape[0], x.shape[1], x.shape[2:]
-            wc = w  # [M, C/g, *K]
-        else:
-            n, c, sizes = x.shape[0], x.shape[-1], x.shape[1:-1]
-            wc = np.moveaxis(w, -1, 1)  # [M, *K, C/g] -> [M, C/g, *K]
-        m, cg, kern = wc.shape[0], wc.shape[1], tuple(wc.shape[2:])
-        check(
-            c == cg * group and m % group == 0,
-            f"Conv: X has {c} channels and the filter {list(w.shape)} has {m} outputs x {cg} channels "
-            f"per group; with group={group} X needs {cg * group} channels and outputs must divide",
-        )
+        n, c, sizes = x.shape[0], _channels(x, nchw), _sizes(x, nchw)
         if b is not None:
             check(b.size == m, f"Conv: bias has {b.size} elements for {m} output channels")
-        win = window(kern)
+        win = _filter_window("Conv", args, kern, windows)
         outs, begins, ends = _resolve(win, tuple(sizes))
         wt = work_dtype(x.dtype)
-        first = 2 if nchw else 1
-        xp = _pad(x, first, begins, ends, 0, wt)
-        patches = _window_view(xp, first, win, outs)
-        mg, kp, op = m // group, _prod(kern), _prod(outs)
-        ck = cg * kp
-        # Samples per GEMM, so that the column matrix stays within the budget.
-        step = max(1, COLS_BUDGET_BYTES // max(1, c * kp * op * wt.itemsize))
-        sp = tuple(range(nsp))
         if nchw:
-            # Columns ordered (channel, tap) to match the filter [M, C/g, *K]; the GEMM's output
-            # [n, g, M/g, *O] is already NCHW.
-            filt = w.reshape(group, mg, ck).astype(wt, copy=False)
-            y = np.empty((n, group, mg, op), wt)
-            for s in range(0, n, step):
-                p = patches[s : s + step]  # [n, C, *O, *K]
-                cnt = len(p)
-                p = p.reshape(cnt, group, cg, *outs, *kern)
-                p = p.transpose(0, 1, 2, *(3 + nsp + i for i in sp), *(3 + i for i in sp))
-                np.matmul(filt, p.reshape(cnt, group, ck, op), out=y[s : s + cnt])
-            y = y.reshape(n, m, *outs)
+            y = _conv_cf(x, w, group, win, outs, begins, ends, wt)
             if b is not None:
                 y += b.reshape(m, *(1,) * nsp)
         else:
             # Columns ordered (tap, channel) to match the filter [M, *K, C/g] and read the input
             # along its contiguous channel axis.
+            xp = _pad(x, 1, begins, ends, 0, wt)
+            patches = _window_view(xp, 1, win, outs)
+            mg, kp, op = m // group, _prod(kern), _prod(outs)
+            ck = cg * kp
+            step = _samples_per_chunk(c * kp * op * wt.itemsize)
+            sp = tuple(range(nsp))
             filt_t = w.reshape(group, mg, ck).astype(wt, copy=False).transpose(0, 2, 1)  # [g, ck, M/g]
             y = np.empty((n, op, group, mg), wt)
             for s in range(0, n, step):
@@ -288,3 +417,305 @@ def max_pool(ctx: KernelContext) -> RunFn:
 @table.kernel("AveragePool", dtypes=FLOAT_TYPES)
 def average_pool(ctx: KernelContext) -> RunFn:
     return _pool(ctx, np.add, 0.0, average=True)
+
+
+# -- gradients of FC and Conv, ConvTranspose -------------------------------------------------------
+
+
+@table.kernel("FCGradient", dtypes=FLOAT_TYPES)
+def fc_gradient(ctx: KernelContext) -> RunFn:
+    axis, axis_w, n_out = ctx.args["axis"], ctx.args["axis_w"], ctx.num_outputs
+
+    def run(x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
+        ax = norm_axis(axis, x.ndim, "FCGradient")
+        aw = norm_axis(axis_w, w.ndim, "FCGradient", "axis_w")
+        m, k = _prod(x.shape[:ax]), _prod(x.shape[ax:])
+        n = _prod(w.shape[:aw])
+        check(
+            _prod(w.shape[aw:]) == k and dy.shape == (*x.shape[:ax], n),
+            f"FCGradient: X {list(x.shape)} (axis {ax}), W {list(w.shape)} (axis_w {aw}) and "
+            f"dY {list(dy.shape)} do not fit: dY must be {[*x.shape[:ax], n]}",
+        )
+        wt = work_dtype(x.dtype)
+        d = dy.reshape(m, n).astype(wt, copy=False)
+        dw = (d.T @ x.reshape(m, k).astype(wt, copy=False)).reshape(w.shape)
+        out = [dw.astype(x.dtype, copy=False), d.sum(axis=0).astype(x.dtype, copy=False)]
+        if n_out > 2:
+            dx = d @ w.reshape(n, k).astype(wt, copy=False)
+            out.append(dx.reshape(x.shape).astype(x.dtype, copy=False))
+        return tuple(out)
+
+    return run
+
+
+def _check_dy(op: str, dy: np.ndarray, want: tuple[int, ...]) -> None:
+    check(dy.shape == want, f"{op}: dY has shape {list(dy.shape)}, the forward output {list(want)}")
+
+
+@table.kernel("ConvGradient", dtypes=FLOAT_TYPES)
+def conv_gradient(ctx: KernelContext) -> RunFn:
+    args = ctx.args
+    nchw = args["order"] == "NCHW"
+    group = int(args["group"])
+    no_bias = bool(args["no_bias"])
+    with_dx = ctx.num_outputs == (2 if no_bias else 3)
+    windows: dict[tuple[int, ...], Window] = {}
+
+    def run(x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
+        m, _, kern = _conv_filter("ConvGradient", x, w, nchw, group)
+        win = _filter_window("ConvGradient", args, kern, windows)
+        sizes = _sizes(x, nchw)
+        outs, begins, ends = _resolve(win, sizes)
+        _check_dy("ConvGradient", dy, _layout(x.shape[0], m, outs, nchw))
+        wt = work_dtype(x.dtype)
+        x_cf, w_cf, dy_cf = _cf(x, nchw), _cf(w, nchw), _cf(dy, nchw)
+        out = [_to_order(_conv_filter_grad_cf(x_cf, dy_cf, group, win, begins, ends, wt), nchw, x.dtype)]
+        if not no_bias:
+            out.append(_channel_sums(dy, nchw, wt).astype(x.dtype, copy=False))
+        if with_dx:
+            dx = _conv_adjoint_cf(dy_cf, w_cf, group, win, sizes, begins, ends, wt)
+            out.append(_to_order(dx, nchw, x.dtype))
+        return tuple(out)
+
+    return run
+
+
+def _layout(n: int, c: int, spatial: Sequence[int], nchw: bool) -> tuple[int, ...]:
+    return (n, c, *spatial) if nchw else (n, *spatial, c)
+
+
+@lru_cache(maxsize=256)
+def _transpose_resolve(
+    win: Window, sizes: tuple[int, ...], adjs: tuple[int, ...]
+) -> tuple[tuple[int, ...], ...]:
+    return win.transpose_resolve(sizes, adjs)
+
+
+def _transpose_filter(
+    op: str, x: np.ndarray, w: np.ndarray, nchw: bool, group: int
+) -> tuple[int, tuple[int, ...]]:
+    """Checks ConvTranspose's X against its filter [C, M/g, *K]; returns (M, kernel shape)."""
+    check(
+        x.ndim >= 3 and w.ndim == x.ndim,
+        f"{op}: X {list(x.shape)} needs a batch, a channel and a spatial axis, and the filter "
+        f"{list(w.shape)} the same rank",
+    )
+    c = _channels(x, nchw)
+    check(
+        w.shape[0] == c and c % group == 0,
+        f"{op}: X has {c} channels, the filter {list(w.shape)} is for {w.shape[0]}; with group={group} "
+        "the channels must also divide into the groups",
+    )
+    return _channels(w, nchw) * group, _sizes(w, nchw)
+
+
+@table.kernel("ConvTranspose", dtypes=FLOAT_TYPES)
+def conv_transpose(ctx: KernelContext) -> RunFn:
+    """The adjoint of Conv in its input (GEMM to columns, then col2im); see _conv_adjoint_cf."""
+    args = ctx.args
+    nchw = args["order"] == "NCHW"
+    group = int(args["group"])
+    adjs = tuple(args["adjs"])
+    windows: dict[tuple[int, ...], Window] = {}
+
+    def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> tuple[np.ndarray]:
+        m, kern = _transpose_filter("ConvTranspose", x, w, nchw, group)
+        if b is not None:
+            check(b.size == m, f"ConvTranspose: bias has {b.size} elements for {m} output channels")
+        win = _filter_window("ConvTranspose", args, kern, windows)
+        outs, begins, ends = _transpose_resolve(win, _sizes(x, nchw), adjs)
+        wt = work_dtype(x.dtype)
+        y = _conv_adjoint_cf(_cf(x, nchw), _cf(w, nchw), group, win, outs, begins, ends, wt)
+        if b is not None:
+            y += b.reshape(m, *(1,) * len(outs)).astype(wt, copy=False)
+        return (_to_order(y, nchw, x.dtype),)
+
+    return run
+
+
+@table.kernel("ConvTransposeGradient", dtypes=FLOAT_TYPES)
+def conv_transpose_gradient(ctx: KernelContext) -> RunFn:
+    args = ctx.args
+    nchw = args["order"] == "NCHW"
+    group = int(args["group"])
+    adjs = tuple(args["adjs"])
+    no_bias = bool(args["no_bias"])
+    with_dx = ctx.num_outputs == (2 if no_bias else 3)
+    windows: dict[tuple[int, ...], Window] = {}
+
+    def run(x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
+        m, kern = _transpose_filter("ConvTransposeGradient", x, w, nchw, group)
+        win = _filter_window("ConvTransposeGradient", args, kern, windows)
+        sizes = _sizes(x, nchw)
+        outs, begins, ends = _transpose_resolve(win, sizes, adjs)
+        _check_dy("ConvTransposeGradient", dy, _layout(x.shape[0], m, outs, nchw))
+        wt = work_dtype(x.dtype)
+        x_cf, w_cf, dy_cf = _cf(x, nchw), _cf(w, nchw), _cf(dy, nchw)
+        # Y = adjoint(X): dW correlates dY (the big side) with X, dX convolves dY with W.
+        out = [_to_order(_conv_filter_grad_cf(dy_cf, x_cf, group, win, begins, ends, wt), nchw, x.dtype)]
+        if not no_bias:
+            out.append(_channel_sums(dy, nchw, wt).astype(x.dtype, copy=False))
+        if with_dx:
+            dx = _conv_cf(dy_cf, w_cf, group, win, sizes, begins, ends, wt)
+            out.append(_to_order(dx, nchw, x.dtype))
+        return tuple(out)
+
+    return run
+
+
+# -- pooling gradients -----------------------------------------------------------------------------
+
+
+def _pool_gradient(ctx: KernelContext, average: bool) -> RunFn:
+    """dX from dY one kernel tap at a time, as the forward: each tap adds its share of every
+    window's gradient into a strided slice of the padded dX."""
+    args = ctx.args
+    nchw = args["order"] == "NCHW"
+    first = 2 if nchw else 1
+    include_pad = bool(args.get("count_include_pad"))
+    name = ctx.op_type
+
+    def shapes(x: np.ndarray, y: np.ndarray, dy: np.ndarray, outs: Sequence[int]) -> None:
+        want = _layout(x.shape[0], _channels(x, nchw), outs, nchw)
+        check(
+            y.shape == want and dy.shape == want,
+            f"{name}: Y {list(y.shape)} and dY {list(dy.shape)} must both be the pooled shape {list(want)}",
+        )
+
+    if args["global_pooling"]:
+
+        def run_global(x: np.ndarray, y: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray]:
+            _check_rank(name, x)
+            shapes(x, y, dy, (1,) * (x.ndim - 2))
+            wt = work_dtype(x.dtype)
+            if average:
+                dx = np.broadcast_to(dy.astype(wt) / (x.size // (x.shape[0] * _channels(x, nchw))), x.shape)
+            else:
+                dx = np.where(x == y, dy, 0)
+            return (np.array(dx, dtype=x.dtype),)
+
+        return run_global
+
+    windows: dict[int, Window] = {}
+
+    def run(x: np.ndarray, y: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray]:
+        _check_rank(name, x)
+        nsp = x.ndim - 2
+        win = windows.get(nsp)
+        if win is None:
+            win = windows[nsp] = Window.from_args(args, nsp)
+        sizes = tuple(x.shape[first : first + nsp])
+        outs, begins, ends = _resolve(win, sizes)
+        shapes(x, y, dy, outs)
+        wt = work_dtype(x.dtype)
+        taps = _tap_slices(win, outs, first, x.ndim)
+        padded = list(x.shape)
+        for i, (b, e) in enumerate(zip(begins, ends)):
+            padded[first + i] += b + e
+        dxp = np.zeros(padded, wt)
+        if average:
+            div = _divisor(win, sizes, include_pad, wt)
+            g = dy.astype(wt) / (div if nchw else div[..., None])
+            for tap in taps:
+                dxp[tap] += g
+        else:
+            # Every cell equal to its window's max gets the window's gradient (-inf pads never do).
+            xp = _pad(x, first, begins, ends, -np.inf, wt)
+            yw, g = y.astype(wt, copy=False), dy.astype(wt, copy=False)
+            mask, share = np.empty(yw.shape, bool), np.empty(yw.shape, wt)
+            for tap in taps:
+                np.equal(xp[tap], yw, out=mask)
+                np.multiply(g, mask, out=share)
+                dxp[tap] += share
+        crop = [slice(None)] * x.ndim
+        for i, (b, size) in enumerate(zip(begins, sizes)):
+            crop[first + i] = slice(b, b + size)
+        return (np.ascontiguousarray(dxp[tuple(crop)], dtype=x.dtype),)
+
+    return run
+
+
+@table.kernel("MaxPoolGradient", dtypes=FLOAT_TYPES)
+def max_pool_gradient(ctx: KernelContext) -> RunFn:
+    return _pool_gradient(ctx, average=False)
+
+
+@table.kernel("AveragePoolGradient", dtypes=FLOAT_TYPES)
+def average_pool_gradient(ctx: KernelContext) -> RunFn:
+    return _pool_gradient(ctx, average=True)
+
+
+# -- PadImage --------------------------------------------------------------------------------------
+
+
+def _pad_setup(ctx: KernelContext) -> tuple[int, str, Any]:
+    args = ctx.args
+    first = 2 if args["order"] == "NCHW" else 1
+    return first, args["mode"], args["pads"]
+
+
+def _check_pads(op: str, mode: str, sizes: Sequence[int], begins: Sequence[int], ends: Sequence[int]) -> None:
+    if mode == "reflect":
+        check(
+            all(max(b, e) < s for s, b, e in zip(sizes, begins, ends)),
+            f"{op}: reflect padding by {list(begins)}+{list(ends)} needs every spatial size above "
+            f"its pads, got sizes {list(sizes)}",
+        )
+
+
+@table.kernel("PadImage", dtypes=FLOAT_TYPES)
+def pad_image(ctx: KernelContext) -> RunFn:
+    first, mode, pads = _pad_setup(ctx)
+    value = float(ctx.args["value"])
+
+    def run(x: np.ndarray) -> tuple[np.ndarray]:
+        _check_rank("PadImage", x)
+        nsp = x.ndim - 2
+        begins, ends = split_pads(pads, nsp)
+        _check_pads("PadImage", mode, x.shape[first : first + nsp], begins, ends)
+        width = [(0, 0)] * x.ndim
+        for i, (b, e) in enumerate(zip(begins, ends)):
+            width[first + i] = (b, e)
+        if mode == "constant":
+            return (np.pad(x, width, mode="constant", constant_values=x.dtype.type(value)),)
+        return (np.pad(x, width, mode=mode),)  # numpy's reflect and edge are Caffe2's
+
+    return run
+
+
+@table.kernel("PadImageGradient", dtypes=FLOAT_TYPES)
+def pad_image_gradient(ctx: KernelContext) -> RunFn:
+    """Folds the padding back axis by axis (padding is separable): each pad's gradient is added to
+    the cells it copied (mirrored for reflect, the border cell for edge), then cut off."""
+    first, mode, pads = _pad_setup(ctx)
+
+    def run(dy: np.ndarray) -> tuple[np.ndarray]:
+        _check_rank("PadImageGradient", dy)
+        nsp = dy.ndim - 2
+        begins, ends = split_pads(pads, nsp)
+        sizes = [dy.shape[first + i] - b - e for i, (b, e) in enumerate(zip(begins, ends))]
+        check(
+            all(s > 0 for s in sizes),
+            f"PadImageGradient: dY {list(dy.shape)} is not larger than the pads {list(begins)}+{list(ends)}",
+        )
+        _check_pads("PadImageGradient", mode, sizes, begins, ends)
+        wt = work_dtype(dy.dtype)
+        g = dy.astype(wt, copy=True) if mode != "constant" else dy
+        for i, (b, e, size) in enumerate(zip(begins, ends, sizes)):
+            ax = first + i
+            if mode != "constant" and (b or e):
+                g = np.moveaxis(g, ax, 0)  # a view: updates land in g's buffer
+                inner = g[b : b + size]
+                if mode == "edge":
+                    inner[0] += g[:b].sum(axis=0)
+                    inner[-1] += g[b + size :].sum(axis=0)
+                else:  # reflect: pad cell b - j copies cell j, end pad cell size - 1 + j copies size - 1 - j
+                    if b:
+                        inner[1 : b + 1] += g[:b][::-1]
+                    if e:
+                        inner[size - 1 - e : size - 1] += g[b + size :][::-1]
+                g = np.moveaxis(g, 0, ax)
+            g = g[(slice(None),) * ax + (slice(b, b + size),)]
+        return (np.ascontiguousarray(g, dtype=dy.dtype),)
+
+    return run
