@@ -133,7 +133,8 @@ class Plan:
     def reference_grads(self) -> dict[int, np.ndarray]:
         """The gradient ops, run through their float64 references."""
         env: dict[str, np.ndarray] = dict(zip(self.in_names, self.ref_inputs))
-        env.update({self.out_names[j]: np.asarray(w) for j, w in enumerate(self.want_forward)})
+        # zip: a reference may return more outputs than the case names (e.g. saved stats).
+        env.update({n: np.asarray(w) for n, w in zip(self.out_names, self.want_forward)})
         env.update({f"out{j}_grad": g for j, g in self.g_out.items()})
         for op in self.grad_ops:
             schema = SCHEMAS.get(op.type)
