@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from kaffa import brew, checkpoint, model_helper, optimizer
 from kaffa import ops as _ops  # noqa: F401  (registers the built-in schemas)
 from kaffa.core import BlobReference, CreateOperator, DeviceOption, Net, create_operator
 from kaffa.device import CPU, CUDA, METAL, OPENCL, Device
@@ -26,6 +27,7 @@ from kaffa.errors import (
     UnknownOperatorError,
     UnsupportedOperatorError,
 )
+from kaffa.model_helper import ModelHelper
 from kaffa.net import FallbackWarning, PlacementReport
 from kaffa.plugins import hookimpl
 from kaffa.rng import set_random_seed
@@ -49,6 +51,7 @@ __all__ = [
     "KaffaError",
     "MissingBlobError",
     "ModelFormatError",
+    "ModelHelper",
     "NameScope",
     "Net",
     "OperatorError",
@@ -60,8 +63,12 @@ __all__ = [
     "UnsupportedOperatorError",
     "Workspace",
     "__version__",
+    "brew",
+    "checkpoint",
     "create_operator",
     "hookimpl",
+    "model_helper",
+    "optimizer",
     "set_default_policy",
     "set_global_engine_pref",
     "set_per_op_engine_pref",
