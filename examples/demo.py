@@ -1,11 +1,9 @@
-"""A small fit-and-predict demo: a softmax classifier on three Gaussian clusters.
+"""A small train-and-predict demo: a softmax classifier on three Gaussian clusters.
 
-It shows the pieces a deployment uses: weights in an ``init_net.pb`` (GivenTensorFill ops), the
-model in a ``predict_net.pb`` (FC -> Softmax), both real protobuf files written and read back,
-then the same net run on every backend available here, with its placement report.
-
-Until kaffa's optimizers land, the weights are fit in closed form (ridge regression on one-hot
-targets, in numpy); the prediction itself is all kaffa.
+It shows the whole path a model takes: built with brew, trained with kaffa's gradient ops and
+SGD, exported as Caffe2-style ``init_net.pb`` (GivenTensorFill ops) + ``predict_net.pb`` (FC ->
+Softmax), both real protobuf files written and read back, then run on every backend available
+here, with its placement report.
 
     python examples/demo.py [--out DIR]
 """
@@ -20,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 import kaffa
-from kaffa import Net, Workspace, serialize
+from kaffa import ModelHelper, Net, Workspace, brew, checkpoint, optimizer, serialize
 from kaffa.plugins import registry
 
 CLASSES, FEATURES, PER_CLASS = 3, 4, 200
+STEPS, BATCH = 200, 50
 
 
 def make_data(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -31,26 +30,36 @@ def make_data(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     x = np.concatenate([rng.normal(c, 1.0, (PER_CLASS, FEATURES)) for c in centers])
     y = np.repeat(np.arange(CLASSES), PER_CLASS)
     order = rng.permutation(len(y))
-    return x[order].astype(np.float32), y[order]
+    return x[order].astype(np.float32), y[order].astype(np.int32)
 
 
-def fit(x: np.ndarray, y: np.ndarray, ridge: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
-    """Closed-form ridge regression onto one-hot targets: W [CLASSES, FEATURES], b [CLASSES]."""
-    xb = np.hstack([x, np.ones((len(x), 1), np.float32)]).astype(np.float64)
-    t = np.eye(CLASSES)[y] * 4.0 - 2.0  # scaled one-hot, so the softmax is confident
-    wb = np.linalg.solve(xb.T @ xb + ridge * np.eye(xb.shape[1]), xb.T @ t)
-    return wb[:-1].T.astype(np.float32), wb[-1].astype(np.float32)
+def train(x: np.ndarray, y: np.ndarray, out: Path) -> None:
+    """Train FC -> SoftmaxWithLoss with momentum SGD on cpu, then export the inference net."""
+    kaffa.set_random_seed(0)  # the weight fillers are seeded when their net is created
+    model = ModelHelper("demo")
+    logits = brew.fc(model, "x", "logits", dim_in=FEATURES, dim_out=CLASSES)
+    _, loss = model.net.SoftmaxWithLoss([logits, "label"], ["softmax", "loss"])
+    model.add_gradient_ops([loss])
+    optimizer.build_sgd(model, base_learning_rate=0.1, momentum=0.9)
 
+    ws = Workspace("train")
+    ws.run_net_once(model.param_init_net)
+    rng = np.random.default_rng(0)
+    ws.feed_blob("x", x[:BATCH])
+    ws.feed_blob("label", y[:BATCH])
+    ws.create_net(model.net)
+    for step in range(STEPS):
+        batch = rng.choice(len(y), BATCH, replace=False)
+        ws.feed_blob("x", x[batch])
+        ws.feed_blob("label", y[batch])
+        ws.run_net("demo")
+        if step % 50 == 0 or step == STEPS - 1:
+            print(f"step {step:3d}: loss {float(ws.fetch_blob('loss')):.4f}")
 
-def build(w: np.ndarray, b: np.ndarray) -> tuple[Net, Net]:
-    init = Net("init")
-    init.GivenTensorFill([], "w", shape=list(w.shape), values=w.ravel().tolist())
-    init.GivenTensorFill([], "b", shape=list(b.shape), values=b.ravel().tolist())
-    predict = Net("predict")
-    predict.Softmax(predict.FC(["x", "w", "b"], "logits"), "prob")
-    predict.Proto().external_input.extend(["x", "w", "b"])
-    predict.Proto().external_output.append("prob")
-    return init, predict
+    # The predictor is FC -> Softmax: the loss (and its label input) is not part of it.
+    infer = ModelHelper("demo", init_params=False)
+    infer.net.Softmax(brew.fc(infer, "x", "logits", dim_in=FEATURES, dim_out=CLASSES), "prob")
+    checkpoint.export_model(infer, ws, out, ["x"], ["prob"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(7)
     x, y = make_data(rng)
     split = len(y) * 3 // 4
-    w, b = fit(x[:split], y[:split])
-    init, predict = build(w, b)
-    serialize.save(init.Proto(), out / "init_net.pb")
-    serialize.save(predict.Proto(), out / "predict_net.pb")
+    train(x[:split], y[:split], out)
     print(f"kaffa {kaffa.__version__}: wrote {out / 'init_net.pb'} and {out / 'predict_net.pb'}")
 
     init_def = serialize.load_netdef(out / "init_net.pb")
@@ -83,12 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", kaffa.FallbackWarning)
             ws.create_net(net)
-        ws.run_net("predict")
+        ws.run_net(net.Proto().name)
         prob = np.asarray(ws.fetch_blob("prob"))
         results[name] = prob
         acc = float((prob.argmax(1) == y[split:]).mean())
         print(f"\n[{name}] held-out accuracy {acc:.1%} on {len(prob)} samples")
-        print(ws.placement_report("predict"))
+        print(ws.placement_report(net.Proto().name))
 
     ref = results["cpu"]
     for name, prob in results.items():
