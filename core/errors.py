@@ -130,6 +130,16 @@ class DeviceError(KaffaError):
     """A device that does not exist or whose backend is unavailable."""
 
 
+class KernelBuildError(DeviceError):
+    """A device kernel's source failed to compile. The message names the source file, the kernel
+    types and the device, and carries the compiler's build log."""
+
+
+class DeviceMemoryError(OperatorError, DeviceError):
+    """A device ran out of memory while allocating an array. Raised out of a net it names the op;
+    the run that hit it changed nothing in the workspace. Free blobs and retry."""
+
+
 class ModelFormatError(KaffaError):
     """Bytes or a file that are not a valid serialized model message."""
 

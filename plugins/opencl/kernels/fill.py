@@ -1,0 +1,7 @@
+"""opencl kernels for the fill family (see kaffa.ops.fill)."""
+
+from __future__ import annotations
+
+from kaffa.kernels import KernelTable
+
+table = KernelTable("opencl")

@@ -1,0 +1,7 @@
+"""opencl kernels for the math family (see kaffa.ops.math)."""
+
+from __future__ import annotations
+
+from kaffa.kernels import KernelTable
+
+table = KernelTable("opencl")

@@ -1,0 +1,7 @@
+"""opencl kernels for the norm family (see kaffa.ops.norm)."""
+
+from __future__ import annotations
+
+from kaffa.kernels import KernelTable
+
+table = KernelTable("opencl")
