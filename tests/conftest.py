@@ -31,3 +31,27 @@ def mock():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def cpu_only_op():
+    """Register ``CpuOnlyTestOp`` (Y = X + 1) with a cpu kernel and no other: an op that falls back
+    to cpu on every device backend, however many kernels those get. Unregistered afterwards."""
+    import types
+
+    from kaffa.plugins import PLUGIN_API, hookimpl
+    from kaffa.schema import OpSchema, same_as_input
+
+    schema = OpSchema(name="CpuOnlyTestOp", family="test", doc="Y = X + 1", infer=same_as_input(0))
+
+    def kernels(registry):  # pluggy matches hook arguments by name
+        registry.add("cpu", "CpuOnlyTestOp", lambda ctx: lambda x: (x + x.dtype.type(1),))
+
+    plugin = types.SimpleNamespace(
+        kaffa_plugin_api=hookimpl(lambda: PLUGIN_API),
+        kaffa_op_schemas=hookimpl(lambda: [schema]),
+        kaffa_kernels=hookimpl(kernels),
+    )
+    registry().register(plugin, name="cpu_only_test_op")
+    yield "CpuOnlyTestOp"
+    registry().unregister("cpu_only_test_op")

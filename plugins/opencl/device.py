@@ -1,5 +1,9 @@
-"""The opencl backend object and its devices: every device of every OpenCL platform, in the
-order the ICD loader reports them, each with its own context and in-order queue."""
+"""The opencl backend object and its devices: every device of every OpenCL platform, each with its
+own context and in-order queue.
+
+DeviceOption.device_id indexes them in a stable order: platforms sorted by name (the ICD loader
+lists them in whatever order it reads /etc/OpenCL/vendors), then each platform's devices in its
+driver's order. ``kaffa info`` shows the resulting indices."""
 
 from __future__ import annotations
 
@@ -64,7 +68,7 @@ class OpenCLBackend(DeviceBackend):
         if not platforms:
             raise Unavailable(f"no OpenCL platform found; {hint}")
         found: list[OpenCLDevice] = []
-        for platform in platforms:
+        for platform in sorted(platforms, key=lambda p: (one_line(p.name), one_line(p.vendor))):
             try:
                 cl_devices = platform.get_devices()
             except cl.Error:  # DEVICE_NOT_FOUND: a platform whose driver sees no hardware
