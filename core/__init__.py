@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from kaffa import brew, checkpoint, model_helper, optimizer
 from kaffa import ops as _ops  # noqa: F401  (registers the built-in schemas)
+from kaffa.checkpoint import Predictor, load_model
 from kaffa.core import BlobReference, CreateOperator, DeviceOption, Net, create_operator
 from kaffa.device import CPU, CUDA, METAL, OPENCL, Device
 from kaffa.engines import set_global_engine_pref, set_per_op_engine_pref
@@ -18,8 +19,8 @@ from kaffa.errors import (
     DeviceError,
     DeviceMemoryError,
     ExecutionError,
-    KernelBuildError,
     KaffaError,
+    KernelBuildError,
     MissingBlobError,
     ModelFormatError,
     OperatorError,
@@ -50,9 +51,9 @@ __all__ = [
     "DeviceOption",
     "DeviceScope",
     "ExecutionError",
-    "KernelBuildError",
     "FallbackWarning",
     "KaffaError",
+    "KernelBuildError",
     "MissingBlobError",
     "ModelFormatError",
     "ModelHelper",
@@ -61,6 +62,7 @@ __all__ = [
     "OperatorError",
     "PlacementReport",
     "PluginError",
+    "Predictor",
     "SchemaError",
     "ShapeError",
     "UnknownOperatorError",
@@ -71,6 +73,7 @@ __all__ = [
     "checkpoint",
     "create_operator",
     "hookimpl",
+    "load_model",
     "model_helper",
     "optimizer",
     "set_default_policy",

@@ -380,21 +380,36 @@ def export_model(
     return init_path, predict_path
 
 
+def _as_netdef(net: Any, what: str) -> NetDef:
+    """A NetDef from a NetDef, Net, ModelHelper, or the path of a Caffe2-format .pb file."""
+    if isinstance(net, (str, os.PathLike)):
+        return serialize.load_netdef(Path(net))
+    try:
+        return _as_proto(net)
+    except TypeError:
+        raise TypeError(
+            f"Predictor: {what} must be a NetDef, a Net, a ModelHelper or the path of a .pb file, "
+            f"got {type(net).__name__}"
+        ) from None
+
+
 class Predictor:
     """Caffe2's Predictor: runs ``init_net`` once into its own Workspace (or ``workspace``), then
     ``run(inputs)`` feeds the inputs (a list in ``input_names`` order, or a {name: array} dict),
-    runs ``predict_net`` and returns its external outputs as numpy arrays. ``device`` (e.g.
-    "opencl") puts both nets there; ops the backend lacks fall back to cpu."""
+    runs ``predict_net`` and returns its external outputs as a list of numpy arrays. Each net is
+    a NetDef, a Net, a ModelHelper or the path of a Caffe2-format .pb file (``init_net.pb``,
+    ``predict_net.pb``, as ``export_model`` or Caffe2 writes them). ``device`` (e.g. "opencl")
+    puts both nets there; ops the backend lacks fall back to cpu."""
 
     def __init__(
         self,
-        init_net: NetDef | Net,
-        predict_net: NetDef | Net,
+        init_net: NetDef | Net | PathLike,
+        predict_net: NetDef | Net | PathLike,
         workspace: Workspace | None = None,
         device: Any = None,
     ) -> None:
-        init = Net(_as_proto(init_net))
-        predict = Net(_as_proto(predict_net))
+        init = Net(_as_netdef(init_net, "init_net"))
+        predict = Net(_as_netdef(predict_net, "predict_net"))
         if device is not None:
             init.run_all_on(device)
             predict.run_all_on(device)
@@ -404,7 +419,7 @@ class Predictor:
         self.workspace = workspace if workspace is not None else Workspace(f"predictor:{self._proto.name}")
         self.workspace.run_net_once(init.Proto())
         made = {o for op in init.ops for o in op.output}
-        self.input_names = [b for b in self._proto.external_input if b not in made]
+        self.input_names = [b for b in dict.fromkeys(self._proto.external_input) if b not in made]
         self.output_names = list(self._proto.external_output)
         self._created = False
 
@@ -416,6 +431,9 @@ class Predictor:
                 raise KaffaError(
                     f"predictor: {unknown} are not inputs of the net; inputs: {self.input_names}"
                 )
+            missing = [n for n in self.input_names if n not in feeds and not self.workspace.has_blob(n)]
+            if missing:
+                raise KaffaError(f"predictor: no value given for input(s) {missing}")
         else:
             if len(inputs) != len(self.input_names):
                 raise KaffaError(

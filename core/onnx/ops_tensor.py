@@ -1,0 +1,490 @@
+"""Translators for elementwise ONNX ops, activations, reductions and tensor plumbing (Reshape,
+Flatten, Transpose, Squeeze/Unsqueeze, Concat, Split, Shape, Gather, Slice, Pad, ...)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kaffa import dtypes as _dt
+from kaffa.onnx.importer import Context, Node, translator, unsupported
+
+# -- elementwise -----------------------------------------------------------------------------------
+_UNARY = {
+    "Relu": "Relu",
+    "Sigmoid": "Sigmoid",
+    "Tanh": "Tanh",
+    "Exp": "Exp",
+    "Log": "Log",
+    "Sqrt": "Sqrt",
+    "Abs": "Abs",
+    "Neg": "Negative",
+    "Softplus": "Softplus",
+    "Not": "Not",
+    "Identity": "Copy",
+}
+
+
+def _unary(ctx: Context, node: Node) -> None:
+    ctx.op(_UNARY[node.op_type], node.inputs[:1], node.outputs[:1])
+
+
+for _t in _UNARY:
+    translator(_t)(_unary)
+
+
+@translator("LeakyRelu")
+def _leaky_relu(ctx: Context, node: Node) -> None:
+    ctx.op("LeakyRelu", node.inputs[:1], node.outputs[:1], alpha=float(node.attr("alpha", 0.01)))
+
+
+@translator("Elu")
+def _elu(ctx: Context, node: Node) -> None:
+    ctx.op("Elu", node.inputs[:1], node.outputs[:1], alpha=float(node.attr("alpha", 1.0)))
+
+
+@translator("Selu")
+def _selu(ctx: Context, node: Node) -> None:
+    ctx.op(
+        "Selu",
+        node.inputs[:1],
+        node.outputs[:1],
+        alpha=float(node.attr("alpha", 1.67326319217681884765625)),
+        scale=float(node.attr("gamma", 1.05070102214813232421875)),
+    )
+
+
+@translator("PRelu")
+def _prelu(ctx: Context, node: Node) -> None:
+    x, slope = node.inputs[0], node.inputs[1]
+    value = ctx.need_const(slope, "the PRelu slope")
+    if value.size == 1:
+        flat = value.reshape(1)
+    else:
+        # kaffa's PRelu has one slope per channel (axis 1): ONNX's slope must broadcast that way.
+        x_shape = ctx.shape(x)
+        rank = len(x_shape) if x_shape is not None else value.ndim + 1
+        shaped = value.reshape((1,) * (rank - value.ndim) + value.shape)
+        if shaped.ndim != rank or any(d != 1 for i, d in enumerate(shaped.shape) if i != 1):
+            raise unsupported(f"a slope of shape {list(value.shape)} that is not per channel")
+        flat = shaped.reshape(-1)
+    ctx.op("PRelu", [x, ctx.add_const(slope + "_c", flat)], node.outputs[:1])
+
+
+def _hard_sigmoid_into(ctx: Context, x: str, out: str, alpha: float, beta: float) -> None:
+    scaled = ctx.temp(x + "_hs_scaled")
+    ctx.op("Scale", [x], [scaled], scale=alpha)
+    shifted = ctx.temp(x + "_hs_shifted")
+    dtype = ctx.dtype(x) or np.dtype(np.float32)
+    ctx.op("Add", [scaled, ctx.add_const(x + "_hs_beta", beta, dtype)], [shifted])
+    ctx.op("Clip", [shifted], [out], min=0.0, max=1.0)
+
+
+@translator("HardSigmoid")
+def _hard_sigmoid(ctx: Context, node: Node) -> None:
+    _hard_sigmoid_into(
+        ctx, node.inputs[0], node.outputs[0], float(node.attr("alpha", 0.2)), float(node.attr("beta", 0.5))
+    )
+
+
+@translator("HardSwish")
+def _hard_swish(ctx: Context, node: Node) -> None:
+    gate = ctx.temp(node.outputs[0] + "_gate")
+    _hard_sigmoid_into(ctx, node.inputs[0], gate, 1.0 / 6.0, 0.5)
+    ctx.op("Mul", [node.inputs[0], gate], node.outputs[:1])
+
+
+@translator("Clip")
+def _clip(ctx: Context, node: Node) -> None:
+    if ctx.opset < 11:
+        lo, hi = node.attr("min"), node.attr("max")
+    else:
+        lo = float(ctx.need_const(node.input(1), "Clip's min")) if node.input(1) else None
+        hi = float(ctx.need_const(node.input(2), "Clip's max")) if node.input(2) else None
+    if lo == 0.0 and hi is None:
+        ctx.op("Relu", node.inputs[:1], node.outputs[:1])
+        return
+    ctx.op(
+        "Clip",
+        node.inputs[:1],
+        node.outputs[:1],
+        min=None if lo is None else float(lo),
+        max=None if hi is None else float(hi),
+    )
+
+
+_BINARY = {
+    "Add": "Add",
+    "Sub": "Sub",
+    "Mul": "Mul",
+    "Div": "Div",
+    "Equal": "EQ",
+    "Less": "LT",
+    "Greater": "GT",
+    "And": "And",
+    "Or": "Or",
+}
+
+
+def _binary(ctx: Context, node: Node) -> None:
+    if ctx.opset < 7 and node.attr("broadcast", 0):  # pragma: no cover - opset < 7 is refused
+        raise unsupported("legacy broadcast")
+    ctx.op(_BINARY[node.op_type], node.inputs[:2], node.outputs[:1])
+
+
+for _t in _BINARY:
+    translator(_t)(_binary)
+
+
+@translator("Pow")
+def _pow(ctx: Context, node: Node) -> None:
+    exponent = ctx.const(node.inputs[1])
+    if exponent is not None and exponent.size == 1:
+        e = float(exponent.reshape(()))
+        if e == 2.0:
+            ctx.op("Sqr", node.inputs[:1], node.outputs[:1])
+        else:
+            ctx.op("Pow", node.inputs[:1], node.outputs[:1], exponent=e)
+        return
+    ctx.op("Pow", node.inputs[:2], node.outputs[:1])
+
+
+def _broadcast_shape(ctx: Context, names: list[str]) -> tuple[int | None, ...] | None:
+    shapes = [ctx.shape(n) for n in names]
+    if any(s is None for s in shapes):
+        return None
+    rank = max(len(s) for s in shapes)  # type: ignore[arg-type]
+    out: list[int | None] = []
+    for i in range(rank):
+        dims = {s[i - rank + len(s)] for s in shapes if i - rank + len(s) >= 0}  # type: ignore[arg-type]
+        dims.discard(1)
+        out.append(None if None in dims or len(dims) > 1 else (dims.pop() if dims else 1))
+    return tuple(out)
+
+
+@translator("Sum", "Max", "Min", "Mean")
+def _variadic(ctx: Context, node: Node) -> None:
+    ins = [i for i in node.inputs if i]
+    out = node.outputs[0]
+    shapes = [ctx.shape(i) for i in ins]
+    same = all(s is not None and s == shapes[0] and None not in s for s in shapes)
+    if len(ins) == 1:
+        ctx.op("Copy", ins, [out])
+        return
+    if same:
+        ctx.op(node.op_type, ins, [out])
+        return
+    if node.op_type == "Sum":
+        acc = ins[0]
+        for k, nxt in enumerate(ins[1:]):
+            dst = out if k == len(ins) - 2 else ctx.temp(out + "_acc")
+            ctx.op("Add", [acc, nxt], [dst])
+            acc = dst
+        return
+    # Max/Min/Mean take inputs of one shape: broadcast each by adding zeros of the result shape.
+    target = _broadcast_shape(ctx, ins)
+    if target is None or None in target:
+        raise unsupported("inputs that broadcast against each other with non-static shapes")
+    expanded = []
+    for i in ins:
+        if ctx.shape(i) == target:
+            expanded.append(i)
+            continue
+        dtype = ctx.dtype(i) or np.dtype(np.float32)
+        zeros = ctx.add_const(i + "_zeros", np.zeros(target, dtype))
+        e = ctx.temp(i + "_bcast")
+        ctx.op("Add", [i, zeros], [e])
+        expanded.append(e)
+    ctx.op(node.op_type, expanded, [out])
+
+
+@translator("Cast")
+def _cast(ctx: Context, node: Node) -> None:
+    from onnx import helper
+
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(int(node.attr("to"))))
+    try:
+        code = _dt.from_numpy(dtype)
+    except ValueError:
+        raise unsupported(f"cast to {dtype}") from None
+    if dtype not in _dt.ALL_TYPES:
+        raise unsupported(f"cast to {dtype} (kaffa computes in {', '.join(map(str, _dt.ALL_TYPES))})")
+    ctx.op("Cast", node.inputs[:1], node.outputs[:1], to=code)
+
+
+# -- reductions ------------------------------------------------------------------------------------
+_REDUCE = {"ReduceMean": "ReduceMean", "ReduceSum": "ReduceSum", "ReduceMax": "ReduceMax"}
+
+
+def _reduce(ctx: Context, node: Node) -> None:
+    x, out = node.inputs[0], node.outputs[0]
+    axes_in_input = ctx.opset >= (13 if node.op_type == "ReduceSum" else 18)
+    if axes_in_input:
+        axes = node.input(1)
+        axes_v = ctx.need_const(axes, "axes").reshape(-1).tolist() if axes else []
+    else:
+        axes_v = list(node.attr("axes") or [])
+    keepdims = bool(node.attr("keepdims", 1))
+    if not axes_v:
+        if node.attr("noop_with_empty_axes", 0):
+            ctx.op("Copy", [x], [out])
+            return
+        ctx.op(_REDUCE[node.op_type], [x], [out], keepdims=keepdims)
+        return
+    rank = ctx.rank(x)
+    axes_n = sorted({ctx.norm_axis(int(a), rank) for a in axes_v})
+    ctx.op(_REDUCE[node.op_type], [x], [out], axes=axes_n, keepdims=keepdims)
+
+
+for _t in _REDUCE:
+    translator(_t)(_reduce)
+
+
+# -- tensor plumbing -------------------------------------------------------------------------------
+@translator("Constant")
+def _constant(ctx: Context, node: Node) -> None:
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        if key in node.attrs:
+            value = node.attrs[key]
+            dtype = np.float32 if key.startswith("value_float") else (np.int64 if key != "value" else None)
+            ctx.consts[node.outputs[0]] = np.asarray(value, dtype=dtype)
+            return
+    raise unsupported(f"a Constant given by {sorted(node.attrs)}")
+
+
+@translator("Flatten")
+def _flatten(ctx: Context, node: Node) -> None:
+    axis = int(node.attr("axis", 1))
+    if axis < 0:
+        axis += ctx.rank(node.inputs[0])
+    ctx.op("Flatten", node.inputs[:1], node.outputs[:1], axis=axis)
+
+
+@translator("Reshape")
+def _reshape(ctx: Context, node: Node) -> None:
+    x, out = node.inputs[0], node.outputs[0]
+    if ctx.opset < 5:  # pragma: no cover - opset < 7 is refused
+        shape = node.attr("shape")
+    else:
+        value = ctx.const(node.input(1))
+        shape = None if value is None else [int(v) for v in value.reshape(-1)]
+    if shape is not None:
+        if node.attr("allowzero", 0) and 0 in shape:
+            raise unsupported("allowzero=1 with a 0 in the shape")
+        ctx.op("Reshape", [x], [out, ctx.temp(out + "_old_shape")], shape=shape)
+        return
+    if node.attr("allowzero", 0):
+        raise unsupported("allowzero=1 with a computed shape")
+    ctx.op("Reshape", [x, node.inputs[1]], [out, ctx.temp(out + "_old_shape")])
+
+
+@translator("Transpose")
+def _transpose(ctx: Context, node: Node) -> None:
+    perm = node.attr("perm")
+    ctx.op("Transpose", node.inputs[:1], node.outputs[:1], axes=None if perm is None else list(perm))
+
+
+def _axes(ctx: Context, node: Node, since: int) -> list[int] | None:
+    if ctx.opset >= since:
+        name = node.input(1)
+        return None if not name else [int(a) for a in ctx.need_const(name, "axes").reshape(-1)]
+    axes = node.attr("axes")
+    return None if axes is None else [int(a) for a in axes]
+
+
+@translator("Squeeze")
+def _squeeze(ctx: Context, node: Node) -> None:
+    x = node.inputs[0]
+    axes = _axes(ctx, node, 13)
+    shape = ctx.shape(x)
+    if axes is None:
+        if shape is None or None in shape:
+            raise unsupported("Squeeze without axes needs a static input shape")
+        axes = [i for i, d in enumerate(shape) if d == 1]
+    else:
+        rank = ctx.rank(x) if any(a < 0 for a in axes) else 0
+        axes = [a + rank if a < 0 else a for a in axes]
+    if not axes:
+        ctx.op("Copy", [x], node.outputs[:1])
+        return
+    ctx.op("Squeeze", [x], node.outputs[:1], dims=sorted(set(axes)))
+
+
+@translator("Unsqueeze")
+def _unsqueeze(ctx: Context, node: Node) -> None:
+    x = node.inputs[0]
+    axes = _axes(ctx, node, 13)
+    if not axes:
+        raise unsupported("Unsqueeze without axes")
+    if any(a < 0 for a in axes):
+        out_rank = ctx.rank(x) + len(axes)
+        axes = [a + out_rank if a < 0 else a for a in axes]
+    ctx.op("ExpandDims", [x], node.outputs[:1], dims=sorted(set(axes)))
+
+
+@translator("Concat")
+def _concat(ctx: Context, node: Node) -> None:
+    ins = [i for i in node.inputs if i]
+    axis = int(node.attr("axis", 1))
+    if axis < 0:
+        axis += ctx.rank(ins[0])
+    ctx.op("Concat", ins, node.outputs[:1], axis=axis)
+
+
+@translator("Split")
+def _split(ctx: Context, node: Node) -> None:
+    x = node.inputs[0]
+    outs = list(node.outputs)
+    if any(not o for o in outs):
+        raise unsupported("an omitted output")
+    axis = int(node.attr("axis", 0))
+    if axis < 0:
+        axis += ctx.rank(x)
+    if ctx.opset >= 13:
+        split = node.input(1)
+        sizes = [int(s) for s in ctx.need_const(split, "split").reshape(-1)] if split else None
+    else:
+        sizes = node.attr("split")
+    if sizes is None:
+        shape = ctx.shape(x)
+        dim = None if shape is None else shape[axis]
+        if dim is not None and dim % len(outs):
+            # opset 18: the last part is smaller.
+            part = -(-dim // len(outs))
+            sizes = [part] * (len(outs) - 1) + [dim - part * (len(outs) - 1)]
+    ctx.op("Split", [x], outs, axis=axis, split=None if sizes is None else list(sizes))
+
+
+@translator("Shape")
+def _shape(ctx: Context, node: Node) -> None:
+    x = node.inputs[0]
+    start, end = node.attr("start"), node.attr("end")
+    if start is None and end is None:
+        ctx.op("Shape", [x], node.outputs[:1])
+        return
+    rank = ctx.rank(x)
+    axes = list(range(rank))[slice(start, end)]
+    ctx.op("Shape", [x], node.outputs[:1], axes=axes)
+
+
+@translator("Gather")
+def _gather(ctx: Context, node: Node) -> None:
+    data, idx = node.inputs[0], node.inputs[1]
+    out = node.outputs[0]
+    r = ctx.rank(data)
+    axis = ctx.norm_axis(int(node.attr("axis", 0)), r)
+    idx_val = ctx.const(idx)
+    if idx_val is not None and (idx_val < 0).any():
+        shape = ctx.shape(data)
+        dim = None if shape is None else shape[axis]
+        if dim is None:
+            raise unsupported("negative indices into a dim of unknown size")
+        idx = ctx.add_const(idx + "_pos", np.where(idx_val < 0, idx_val + dim, idx_val))
+    if axis == 0:
+        ctx.op("Gather", [data, idx], [out])
+        return
+    q = ctx.rank(idx)
+    perm = [axis] + [i for i in range(r) if i != axis]
+    moved = ctx.temp(data + "_moved")
+    ctx.op("Transpose", [data], [moved], axes=perm)
+    g = ctx.temp(out + "_gathered")
+    ctx.op("Gather", [moved, idx], [g])
+    # g: [*idx, d0 .. d(axis-1), d(axis+1) ..]; wanted: [d0 .. d(axis-1), *idx, d(axis+1) ..]
+    back = list(range(q, q + axis)) + list(range(q)) + list(range(q + axis, q + r - 1))
+    ctx.op("Transpose", [g], [out], axes=back)
+
+
+@translator("Slice")
+def _slice(ctx: Context, node: Node) -> None:
+    x = node.inputs[0]
+    if ctx.opset < 10:
+        starts, ends = list(node.attr("starts")), list(node.attr("ends"))
+        axes = node.attr("axes")
+        steps = None
+    else:
+        starts = [int(v) for v in ctx.need_const(node.inputs[1], "starts").reshape(-1)]
+        ends = [int(v) for v in ctx.need_const(node.inputs[2], "ends").reshape(-1)]
+        axes_name, steps_name = node.input(3), node.input(4)
+        axes = [int(v) for v in ctx.need_const(axes_name, "axes").reshape(-1)] if axes_name else None
+        steps = [int(v) for v in ctx.need_const(steps_name, "steps").reshape(-1)] if steps_name else None
+    if steps is not None and any(s != 1 for s in steps):
+        raise unsupported(f"steps {steps} (kaffa's Slice takes step 1)")
+    rank = ctx.rank(x) if axes is None or any(a < 0 for a in axes) else max(axes) + 1
+    if axes is None:
+        axes = list(range(len(starts)))
+    axes = [a + rank if a < 0 else a for a in axes]
+    n = max(axes) + 1
+    k_starts, k_ends = [0] * n, [-1] * n
+    big = 2**62
+    for a, s, e in zip(axes, starts, ends):
+        # ONNX: a negative index i means dim + i; kaffa: dim + 1 + i.
+        k_starts[a] = max(s, -big) - 1 if s < 0 else min(s, big)
+        k_ends[a] = -1 if e >= big else (max(e, -big) - 1 if e < 0 else e)
+        if e < -big:
+            raise unsupported("an end before the start of the axis")
+    ctx.op("Slice", [x], node.outputs[:1], starts=k_starts, ends=k_ends)
+
+
+@translator("Tile")
+def _tile(ctx: Context, node: Node) -> None:
+    x, out = node.inputs[0], node.outputs[0]
+    repeats = [int(r) for r in ctx.need_const(node.inputs[1], "repeats").reshape(-1)]
+    steps = [(axis, r) for axis, r in enumerate(repeats) if r != 1]
+    if not steps:
+        ctx.op("Copy", [x], [out])
+        return
+    cur = x
+    for k, (axis, r) in enumerate(steps):
+        dst = out if k == len(steps) - 1 else ctx.temp(out + "_tile")
+        ctx.op("Tile", [cur], [dst], tiles=r, axis=axis)
+        cur = dst
+
+
+@translator("Expand")
+def _expand(ctx: Context, node: Node) -> None:
+    x, out = node.inputs[0], node.outputs[0]
+    shape = [int(d) for d in ctx.need_const(node.inputs[1], "shape").reshape(-1)]
+    x_shape = ctx.shape(x)
+    if x_shape is None or None in x_shape:
+        raise unsupported("Expand of an input with a non-static shape")
+    target = np.broadcast_shapes(tuple(x_shape), tuple(shape))  # type: ignore[arg-type]
+    dtype = ctx.dtype(x) or np.dtype(np.float32)
+    if dtype == np.bool_:
+        raise unsupported("Expand of a bool tensor")
+    ctx.op("Add", [x, ctx.add_const(x + "_zeros", np.zeros(target, dtype))], [out])
+
+
+@translator("Pad")
+def _pad(ctx: Context, node: Node) -> None:
+    x = node.inputs[0]
+    mode = node.attr("mode", "constant")
+    if ctx.opset < 11:
+        pads = list(node.attr("pads") or node.attr("paddings"))
+        value = float(node.attr("value", 0.0))
+    else:
+        pads = [int(p) for p in ctx.need_const(node.inputs[1], "pads").reshape(-1)]
+        cv = node.input(2)
+        value = float(ctx.need_const(cv, "constant_value").reshape(())) if cv else 0.0
+        if node.input(3):
+            axes = [int(a) for a in ctx.need_const(node.input(3), "axes").reshape(-1)]
+            rank = ctx.rank(x)
+            full = [0] * (2 * rank)
+            for k, a in enumerate(axes):
+                a = a + rank if a < 0 else a
+                full[a], full[a + rank] = pads[k], pads[k + len(axes)]
+            pads = full
+    rank = len(pads) // 2
+    begins, ends = pads[:rank], pads[rank:]
+    if any(p < 0 for p in pads):
+        raise unsupported("negative pads (cropping)")
+    if rank < 3 or begins[:2] != [0, 0] or ends[:2] != [0, 0]:
+        raise unsupported("padding of the batch or channel axis (kaffa's PadImage pads spatial axes)")
+    if mode not in ("constant", "reflect", "edge"):
+        raise unsupported(f"mode {mode!r}")
+    ctx.op(
+        "PadImage",
+        [x],
+        node.outputs[:1],
+        pads=begins[2:] + ends[2:],
+        mode=mode,
+        value=value if mode == "constant" else None,
+    )
