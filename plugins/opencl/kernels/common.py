@@ -55,6 +55,8 @@ def type_options(dtype: Any, **extra: Any) -> tuple[str, ...]:
     opts = [f"-DT={c_type(dt)}", f"-DA={'float' if dt == np.float16 else c_type(dt)}"]
     if dt == np.float16:
         opts.append("-DKAFFA_HALF")
+    if dt.kind in "iub":  # lets a file leave float-only kernels (exp, log, ...) out of integer builds
+        opts.append("-DKAFFA_INT")
     fp64 = dt == np.float64
     for name, t in sorted(extra.items()):
         if isinstance(t, (str, int, float)) and not isinstance(t, type):

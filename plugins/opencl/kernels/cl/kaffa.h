@@ -1,7 +1,8 @@
 /* Prepended to every kaffa .cl file. The host defines, per build:
  *   T   the storage type of the op's type input (half, float, double, int, long, uchar, ...)
  *   A   the arithmetic type for T: float for half, else T itself
- *   KAFFA_HALF when T is half, KAFFA_FP64 when double is used anywhere
+ *   KAFFA_HALF when T is half, KAFFA_INT when T is an integer or bool, KAFFA_FP64 when double
+ *   is used anywhere
  * plus whatever extra types a kernel asks for (I for indices, U for an output type, ...).
  * Kernels read and write T buffers only through LD/ST, so half works on every device: vload_half
  * and vstore_half are core OpenCL; cl_khr_fp16 is only needed for half arithmetic, which we avoid.
