@@ -211,5 +211,7 @@ class Params:
         if buf is None:
             if len(self._cache) >= self.limit:
                 self._cache.clear()
-            buf = self._cache[key] = self.dev.allocator.copyin(arr).buffer
-        return buf
+            # Keep the MetalArray, not just its buffer: its finalizer hands the buffer back to the
+            # pool, where an op could get it as an output while launches still read it.
+            buf = self._cache[key] = self.dev.allocator.copyin(arr)
+        return buf.buffer
