@@ -257,7 +257,10 @@ def run_grad_case(case: Case, dtype: np.dtype, target: Any, strict: bool = True)
         res.outcome, res.message = UNSUPPORTED, reasons
         return res
     except KaffaError as e:
-        if not claimed:
+        refused = refused_input_reason(dev, plan.inputs) if stage == "feeding inputs" else None
+        if refused is not None:
+            res.outcome, res.message = UNSUPPORTED, refused
+        elif not claimed:
             res.outcome, res.message = UNSUPPORTED, f"refused while {stage}: {e}"
         else:
             res.message = f"{type(e).__name__} while {stage}: {e}"
@@ -290,6 +293,18 @@ def run_grad_case(case: Case, dtype: np.dtype, target: Any, strict: bool = True)
     else:
         res.outcome = PASS
     return res
+
+
+def refused_input_reason(dev: Device, arrays: Sequence[np.ndarray]) -> str | None:
+    """Why ``dev`` cannot hold one of a case's inputs (e.g. int64 indices on metal), or None. A case
+    with such an input is unsupported there, whichever dtype is under test: the backend never saw
+    the op."""
+    backend = registry().backend(dev.backend)
+    for i, a in enumerate(arrays):
+        reason = backend.unsupported_dtype_reason(np.asarray(a).dtype, dev.index)
+        if reason is not None:
+            return f"input {i} is {np.asarray(a).dtype}, which {dev} cannot hold: {reason}"
+    return None
 
 
 def gradient_ops_covered(cases_by_op: dict[str, list[Case]]) -> set[str]:

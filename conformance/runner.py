@@ -253,7 +253,10 @@ def run_case(
             res.outcome = ERROR  # the registry says claimed, the planner says not: a contract bug
         return res
     except KaffaError as e:
-        if not claimed:  # an unclaimed dtype refused cleanly (e.g. no float64 on Metal)
+        refused = gradcheck.refused_input_reason(dev, arrays) if stage == "feeding inputs" else None
+        if refused is not None:  # e.g. int64 indices on metal: the op never reached the backend
+            res.outcome, res.message = UNSUPPORTED, refused
+        elif not claimed:  # an unclaimed dtype refused cleanly (e.g. no float64 on Metal)
             res.outcome, res.message = UNSUPPORTED, f"refused while {stage}: {e}"
         else:
             res.message = f"{type(e).__name__} while {stage}: {e}"
