@@ -126,9 +126,17 @@ class Optimizer:
         name = learning_rate_blob or self.make_unique_blob_name("lr")
         if _defines(net, name):
             return BlobReference(name, net), iteration
-        lr = net.LearningRate(
-            [iteration], BlobReference(name, net), base_lr=-float(base_learning_rate), policy=policy, **kwargs
-        )
+        # A scalar schedule read from the int64 counter: host work like Iter (a device that cannot
+        # hold int64, like metal, could not run it). The planner copies the one value to the
+        # device of each update op that reads it.
+        with DeviceScope(device_option("cpu")):
+            lr = net.LearningRate(
+                [iteration],
+                BlobReference(name, net),
+                base_lr=-float(base_learning_rate),
+                policy=policy,
+                **kwargs,
+            )
         if iteration not in self._aux_params.shared:
             self._aux_params.shared.append(iteration)
         return lr, iteration

@@ -22,6 +22,15 @@ _KIND = {"DiscreteGPU": "gpu", "IntegratedGPU": "gpu", "VirtualGPU": "gpu", "CPU
 _KIND_ORDER = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3}
 # The limits that bound one array; the device is asked for the adapter's maxima, not the defaults.
 LIMITS = ("max-buffer-size", "max-storage-buffer-binding-size")
+# Asked for at the adapter's maxima too: WebGPU's default of 8 storage buffers per shader is less
+# than an optimizer update (Adam binds 11) or a batch-norm pass needs.
+KERNEL_LIMITS = (
+    "max-storage-buffers-per-shader-stage",
+    "max-compute-workgroup-storage-size",
+    "max-compute-invocations-per-workgroup",
+    "max-compute-workgroup-size-x",
+    "max-compute-workgroup-size-y",
+)
 
 
 def _api(info: Any) -> str:
@@ -48,7 +57,7 @@ class MetalDevice(RuntimeDevice):
         self.device = self.adapter.request_device_sync(
             label=f"kaffa metal:{self.info.index}",
             required_features=["shader-f16"] if f16 else [],
-            required_limits={k: self.adapter.limits[k] for k in LIMITS},
+            required_limits={k: self.adapter.limits[k] for k in (*LIMITS, *KERNEL_LIMITS)},
         )
         return MetalAllocator(
             f"metal:{self.info.index} ({self.info.name}, {self.info.api.split(',')[0]})",
