@@ -80,4 +80,14 @@ __all__ = [
     "set_global_engine_pref",
     "set_per_op_engine_pref",
     "set_random_seed",
+    "zoo",
 ]
+
+
+def __getattr__(name: str):
+    # kaffa.zoo (urllib, http.client) is imported on first use, not with kaffa.
+    if name == "zoo":
+        import importlib
+
+        return importlib.import_module("kaffa.zoo")
+    raise AttributeError(f"module 'kaffa' has no attribute {name!r}")
