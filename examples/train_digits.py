@@ -179,7 +179,7 @@ def run(
     checkpoint.load_into(ws2, ckpt)
     ws2.create_net(test.net)
     same = np.array_equal(predict(ws2, test, x_test), prob)
-    exported = np.array_equal(checkpoint.load_model(out).run([x_test])[0], prob)
+    exported = np.array_equal(checkpoint.load_model(out, device=args.backend).run([x_test])[0], prob)
     print(f"reloaded checkpoint predicts identically: {same}; exported model: {exported}")
     return 0 if same and exported else 1
 
