@@ -94,3 +94,23 @@ def test_unknown_backend_is_refused(tmp_path):
     )
     assert proc.returncode == 2
     assert "backend nosuch is unavailable: no backend named 'nosuch'" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def cpu_accuracy(tmp_path_factory: pytest.TempPathFactory) -> float:
+    out = tmp_path_factory.mktemp("digits-cpu-full")
+    return _accuracy(_run(out, "--epochs", "12", "--no-progress").stdout)
+
+
+@pytest.mark.parametrize("backend", ["opencl", "metal"])
+def test_device_backend_trains_to_the_cpu_accuracy(backend, cpu_accuracy, tmp_path):
+    """The full default run (12 epochs) on a device backend: >= 97% and within half a point of cpu."""
+    from kaffa.plugins import registry
+
+    reason = registry().backend(backend).unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"{backend} is unavailable here: {reason}")
+    proc = _run(tmp_path, "--epochs", "12", "--no-progress", "--backend", backend)
+    acc = _accuracy(proc.stdout)
+    assert acc >= 0.97 and abs(acc - cpu_accuracy) <= 0.005, (acc, cpu_accuracy, proc.stdout)
+    assert "reloaded checkpoint predicts identically: True; exported model: True" in proc.stdout

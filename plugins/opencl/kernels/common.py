@@ -49,6 +49,17 @@ def c_type(dtype: Any) -> str:
     return _C_TYPES[np.dtype(dtype)]
 
 
+def work_dtype(dtype: Any) -> np.dtype:
+    """The dtype kernels compute T in (their A): float32 for float16, else T itself."""
+    dt = np.dtype(dtype)
+    return np.dtype(np.float32) if dt == np.float16 else dt
+
+
+def acc_scalar(dtype: Any, value: float) -> np.generic:
+    """``value`` as a kernel argument of type A for T = ``dtype``."""
+    return work_dtype(dtype).type(value)
+
+
 def type_options(dtype: Any, **extra: Any) -> tuple[str, ...]:
     """Compiler options defining T/A for ``dtype`` and each ``extra`` name (I=np.int64, U=...)."""
     dt = np.dtype(dtype)
@@ -129,13 +140,22 @@ class Launcher:
         self.knl(self.queue, gs, local, *(_arg(a) for a in args))
 
 
+_EMPTY: dict[Any, Any] = {}  # context -> a 4-byte stand-in buffer for zero-size arrays
+
+
 def _arg(a: Any) -> Any:
-    data = getattr(a, "base_data", None)
-    if data is not None:  # a pyopencl array
-        if a.offset:
-            raise ValueError("opencl kernels take arrays that start at their buffer (offset 0)")
-        return data
-    return a
+    if not hasattr(a, "base_data"):  # a scalar or a raw buffer
+        return a
+    if a.base_data is None:  # a zero-size array has no buffer; the kernel must not touch it
+        import pyopencl as cl  # importable: the array came from it
+
+        ctx = a.queue.context
+        if ctx not in _EMPTY:
+            _EMPTY[ctx] = cl.Buffer(ctx, cl.mem_flags.READ_WRITE, 4)
+        return _EMPTY[ctx]
+    if a.offset:
+        raise ValueError("opencl kernels take arrays that start at their buffer (offset 0)")
+    return a.base_data
 
 
 def kernel(ctx: KernelContext, file: str, name: str, dtype: Any = None, **extra: Any) -> Launcher:

@@ -12,18 +12,7 @@ import numpy as np
 from kaffa.kernels import KernelContext, RunFn
 from kaffa.launch import broadcast_geometry, reduction_layout, transpose_geometry
 from kaffa.schema import check
-from kaffa_opencl.kernels.common import Consts, empty, kernel
-
-
-def work_type(dtype: Any) -> np.dtype:
-    """The type kernels compute in (A): float for half, else the dtype itself."""
-    dt = np.dtype(dtype)
-    return np.dtype(np.float32) if dt == np.float16 else dt
-
-
-def scalar(dtype: Any, value: float) -> np.generic:
-    """``value`` as a kernel argument of type A for ``dtype``."""
-    return work_type(dtype).type(value)
+from kaffa_opencl.kernels.common import Consts, acc_scalar, empty, kernel, work_dtype
 
 
 def same_shape(op: str, a: Any, dy: Any, what: str = "Y") -> None:
@@ -34,7 +23,7 @@ def unary_map(ctx: KernelContext, file: str, name: str, *params: float, **extra:
     """Y = f(X) by kernel ``name(x, y, n, params...)``; params are passed as A, ``extra`` goes to
     ``kernel`` (types or compile-time constants)."""
     k = kernel(ctx, file, name, **extra)
-    args = tuple(scalar(ctx.dtype or np.float32, p) for p in params)
+    args = tuple(acc_scalar(ctx.dtype or np.float32, p) for p in params)
 
     def run(x):
         y = empty(k.dev, x.shape, x.dtype)
@@ -47,7 +36,7 @@ def unary_map(ctx: KernelContext, file: str, name: str, *params: float, **extra:
 def grad_map(ctx: KernelContext, file: str, name: str, *params: float, what: str = "Y") -> RunFn:
     """dX = f(Y or X, dY) by kernel ``name(a, dy, dx, n, params...)``, after the shape check."""
     k = kernel(ctx, file, name)
-    args = tuple(scalar(ctx.dtype or np.float32, p) for p in params)
+    args = tuple(acc_scalar(ctx.dtype or np.float32, p) for p in params)
     op = ctx.op_type
 
     def run(a, dy):
@@ -82,7 +71,7 @@ class SumTo:
 
     def __init__(self, ctx: KernelContext, dtype: Any, geometry: Geometry):
         self.dtype = np.dtype(dtype)
-        self.k = kernel(ctx, "elementwise", "sum_to", dtype=self.dtype, W=work_type(self.dtype))
+        self.k = kernel(ctx, "elementwise", "sum_to", dtype=self.dtype, W=work_dtype(self.dtype))
         self.geometry = geometry
 
     def __call__(self, full: Any, shape: Sequence[int]) -> Any:

@@ -18,8 +18,8 @@ from kaffa.kernels import KernelContext, KernelTable, RunFn
 from kaffa.launch import broadcast_geometry
 from kaffa.ops.math import broadcast_shapes, legacy_b_shape
 from kaffa.schema import check
-from kaffa_opencl.kernels.common import FLOATS, INTS, NUMERIC, Consts, empty, kernel
-from kaffa_opencl.kernels.reduce import RowReducer, acc_scalar, work_dtype
+from kaffa_opencl.kernels.common import FLOATS, INTS, NUMERIC, Consts, acc_scalar, empty, kernel, work_dtype
+from kaffa_opencl.kernels.reduce import RowReducer
 
 table = KernelTable("opencl")
 

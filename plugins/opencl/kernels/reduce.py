@@ -1,7 +1,7 @@
 """ReduceSum, ReduceMean, ReduceMax, SumElements and their gradient ops.
 
 Shared with other families: ``RowReducer`` (sum / max / dot of X over any set of axes, read in
-place through a geometry table, no transpose copy), ``reduce_geometry`` and ``acc_scalar``.
+place through a geometry table, no transpose copy), ``reduce_geometry``.
 """
 
 from __future__ import annotations
@@ -17,22 +17,11 @@ from kaffa.kernels import KernelContext, KernelTable, RunFn
 from kaffa.launch import broadcast_geometry, collapse, contiguous_strides
 from kaffa.ops.reduce import reduced_axes, reduced_shape
 from kaffa.schema import check
-from kaffa_opencl.kernels.common import FLOATS, NUMERIC, Consts, empty, kernel
+from kaffa_opencl.kernels.common import FLOATS, NUMERIC, Consts, acc_scalar, empty, kernel, work_dtype
 
 table = KernelTable("opencl")
 
 GROUP = 256  # local size of the one-work-group-per-row kernels
-
-
-def work_dtype(dtype: Any) -> np.dtype:
-    """The dtype a kernel computes T in (its A): float32 for float16, else T."""
-    dt = np.dtype(dtype)
-    return np.dtype(np.float32) if dt == np.float16 else dt
-
-
-def acc_scalar(dtype: Any, value: float) -> Any:
-    """``value`` as a kernel argument of type A for T = ``dtype``."""
-    return work_dtype(dtype).type(value)
 
 
 @functools.lru_cache(maxsize=256)

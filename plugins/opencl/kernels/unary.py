@@ -15,8 +15,8 @@ from kaffa.dtypes import ALL_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
 from kaffa.ops.math import legacy_b_shape
 from kaffa.schema import check
-from kaffa_opencl.kernels.common import FLOATS, NUMERIC, device, empty, kernel
-from kaffa_opencl.kernels.elementwise import Geometry, SumTo, grad_map, scalar, unary_map, work_type
+from kaffa_opencl.kernels.common import FLOATS, NUMERIC, acc_scalar, device, empty, kernel, work_dtype
+from kaffa_opencl.kernels.elementwise import Geometry, SumTo, grad_map, unary_map
 
 table = KernelTable("opencl")
 
@@ -73,7 +73,7 @@ def _bounds(dtype: np.dtype, lo: float, hi: float) -> tuple[Any, Any]:
     finfo = np.finfo(dtype)
     # Rounded to the dtype first (float16 bounds), then widened to A.
     lo_t, hi_t = dtype.type(max(lo, float(finfo.min))), dtype.type(min(hi, float(finfo.max)))
-    return scalar(dtype, lo_t), scalar(dtype, hi_t)
+    return acc_scalar(dtype, lo_t), acc_scalar(dtype, hi_t)
 
 
 @table.kernel("Clip", dtypes=NUMERIC)
@@ -120,7 +120,7 @@ def pow_(ctx: KernelContext) -> RunFn:
         if e is None:
             check(exponent is not None, "Pow: give the exponent as the `exponent` argument or as input 1")
             y = empty(ks.dev, x.shape, x.dtype)
-            ks(x.size, x, y, np.int64(x.size), scalar(x.dtype, exponent))
+            ks(x.size, x, y, np.int64(x.size), acc_scalar(x.dtype, exponent))
             return (y,)
         check(exponent is None, "Pow: give the exponent either as the `exponent` argument or as input 1")
         es, out = _exponent_shape("Pow", x, e, legacy, axis)
@@ -134,7 +134,7 @@ def pow_(ctx: KernelContext) -> RunFn:
 @table.kernel("PowGradient", dtypes=FLOATS)
 def pow_gradient(ctx: KernelContext) -> RunFn:
     legacy, axis = bool(ctx.args["broadcast"]), int(ctx.args["axis"])
-    w = work_type(ctx.dtype)
+    w = work_dtype(ctx.dtype)
     k = kernel(ctx, "unary", "pow_gradient", W=w)
     geometry = Geometry(k.dev)
     sum_to = SumTo(ctx, ctx.dtype, geometry)
