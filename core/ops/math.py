@@ -485,7 +485,7 @@ def _weighted_sum_grad(g: GradientContext) -> GradientOps:
 @gradient("MatMul")
 def _matmul_grad(g: GradientContext) -> GradientOps:
     # Y = op(A2) · op(B2) on A, B flattened to 2-D at axis_a / axis_b; the 2-D gradients are then
-    # reshaped to A's and B's shapes (Reshape's old_shape output carries each shape).
+    # given A's and B's shapes by ResizeLike (which reads A and B for their shapes only).
     dy, a, b = g.GO(0), g.I(0), g.I(1)
     ta, tb = bool(g.args["trans_a"]), bool(g.args["trans_b"])
     ax_a, ax_b = g.args["axis_a"], g.args["axis_b"]
@@ -499,9 +499,7 @@ def _matmul_grad(g: GradientContext) -> GradientOps:
         db = g.make("MatMul", [a, dy], [g.temp("b2d")], axis_a=ax_a, trans_a=int(not ta))
     ops = [da, db]
     for i, two_d in ((0, da.output[0]), (1, db.output[0])):
-        shape = g.temp(f"shape{i}")
-        ops.append(g.make("Reshape", [g.I(i)], [g.temp(f"flat{i}"), shape], shape=[-1]))
-        ops.append(g.make("Reshape", [two_d, shape], [g.GI(i), g.temp(f"old{i}")]))
+        ops.append(g.make("ResizeLike", [two_d, g.I(i)], [g.GI(i)]))
     return GradientOps(ops, [g.GI(0), g.GI(1)])
 
 
