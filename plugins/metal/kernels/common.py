@@ -201,6 +201,7 @@ class Params:
         self.dev = dev
         self.limit = limit
         self._cache: dict[bytes, Any] = {}
+        self._old: dict[bytes, Any] = {}
 
     def __call__(self, values: Sequence[Any] | np.ndarray) -> Any:
         arr = values if isinstance(values, np.ndarray) and values.dtype == np.uint32 else words(*values)
@@ -210,7 +211,9 @@ class Params:
         buf = self._cache.get(key)
         if buf is None:
             if len(self._cache) >= self.limit:
-                self._cache.clear()
+                # Start a new generation but keep the last one alive: a launch may hold tables
+                # from both, and a dropped table's buffer would go straight back to the pool.
+                self._old, self._cache = self._cache, {}
             # Keep the MetalArray, not just its buffer: its finalizer hands the buffer back to the
             # pool, where an op could get it as an output while launches still read it.
             buf = self._cache[key] = self.dev.allocator.copyin(arr)
