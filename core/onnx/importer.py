@@ -57,8 +57,11 @@ class UnsupportedOnnxOpError(ModelFormatError):
     """Nodes of the model cannot be translated. ``nodes`` lists (node name, op type, opset, reason)
     for every one of them, so a single import shows everything that is missing."""
 
-    def __init__(self, nodes: Sequence[tuple[str, str, int, str]]):
+    def __init__(self, nodes: Sequence[tuple[str, str, int, str]], needs_const: Sequence[str | None] = ()):
         self.nodes = list(nodes)
+        # Per node: the blob that would have had to be a constant (an input a translator reads as
+        # an argument: axes, pads, starts, ...), or None when the node fails for another reason.
+        self.needs_const = list(needs_const) or [None] * len(self.nodes)
         lines = [
             f"  node '{name}' ({op_type}, opset {opset}): {reason}" for name, op_type, opset, reason in nodes
         ]
@@ -70,7 +73,12 @@ class UnsupportedOnnxOpError(ModelFormatError):
 
 
 class _Untranslatable(Exception):
-    """Raised inside a translator: this node cannot be expressed (collected, reported together)."""
+    """Raised inside a translator: this node cannot be expressed (collected, reported together).
+    ``needs_const`` names the blob that would have to be a constant for it to translate."""
+
+    def __init__(self, reason: str, needs_const: str | None = None) -> None:
+        super().__init__(reason)
+        self.needs_const = needs_const
 
 
 @dataclass
@@ -107,9 +115,10 @@ def translator(*op_types: str) -> Callable[[TranslateFn], TranslateFn]:
     return register
 
 
-def unsupported(reason: str) -> _Untranslatable:
-    """What a translator raises for a node it cannot express."""
-    return _Untranslatable(reason)
+def unsupported(reason: str, needs_const: str | None = None) -> _Untranslatable:
+    """What a translator raises for a node it cannot express (``needs_const``: because that blob
+    is not a constant)."""
+    return _Untranslatable(reason, needs_const)
 
 
 class Context:
@@ -133,7 +142,7 @@ class Context:
     def need_const(self, name: str, what: str) -> np.ndarray:
         value = self.const(name)
         if value is None:
-            raise unsupported(f"{what} ('{name}') must be a constant (an initializer or Constant)")
+            raise unsupported(f"{what} ('{name}') must be a constant (an initializer or Constant)", name)
         return value
 
     def shape(self, name: str) -> tuple[int | None, ...] | None:
@@ -307,6 +316,7 @@ def import_model(model: Any, name: str | None = None) -> tuple[NetDef, NetDef]:
         ctx._taken |= set(n.input) | set(n.output)
 
     problems: list[tuple[str, str, int, str]] = []
+    needs_const: list[str | None] = []
     for index, proto in enumerate(g.node):
         node = Node(
             proto.name or f"{proto.op_type}_{index}",
@@ -318,11 +328,13 @@ def import_model(model: Any, name: str | None = None) -> tuple[NetDef, NetDef]:
         node.__dict__["_proto"] = proto
         if proto.domain not in _DEFAULT_DOMAINS:
             problems.append((node.name, f"{proto.domain}.{proto.op_type}", opset, "custom domain"))
+            needs_const.append(None)
             continue
         fn = TRANSLATORS.get(proto.op_type)
         if fn is None:
             if not _fold(ctx, node, opset):
                 problems.append((node.name, proto.op_type, opset, "no kaffa translation"))
+                needs_const.append(None)
             continue
         if proto.op_type != "Constant" and _fold(ctx, node, opset):
             continue
@@ -330,8 +342,9 @@ def import_model(model: Any, name: str | None = None) -> tuple[NetDef, NetDef]:
             fn(ctx, node)
         except _Untranslatable as e:
             problems.append((node.name, proto.op_type, opset, str(e)))
+            needs_const.append(e.needs_const)
     if problems:
-        raise UnsupportedOnnxOpError(problems)
+        raise UnsupportedOnnxOpError(problems, needs_const)
 
     graph_name = name or g.name or "onnx_model"
     predict = NetDef(name=graph_name)

@@ -139,8 +139,6 @@ def _batch_norm(ctx: Context, node: Node) -> None:
 
 @translator("LayerNormalization")
 def _layer_norm(ctx: Context, node: Node) -> None:
-    if len([o for o in node.outputs if o]) > 1:
-        raise unsupported("the Mean / InvStdDev outputs")
     x = node.inputs[0]
     rank = ctx.rank(x)
     axis = ctx.norm_axis(int(node.attr("axis", -1)), rank)
@@ -154,26 +152,40 @@ def _layer_norm(ctx: Context, node: Node) -> None:
     d = int(np.prod(norm_shape))
     scale = node.input(1)
     bias = node.input(2)
-    if scale:
-        gamma = ctx.const(scale)
-        if gamma is None:
-            raise unsupported("a Scale input that is not a constant")
-        beta = ctx.const(bias) if bias else np.zeros_like(gamma)
-        if beta is None:
-            raise unsupported("a B input that is not a constant")
+    gamma = ctx.const(scale) if scale else None
+    beta = (ctx.const(bias) if bias else np.zeros_like(gamma)) if gamma is not None else None
+    if gamma is not None and beta is not None:
         g = np.broadcast_to(gamma, norm_shape).reshape(d)
         b = np.broadcast_to(beta, norm_shape).reshape(d)
         ins += [ctx.add_const(x + "_gamma", g), ctx.add_const(x + "_beta", b)]
         affine = True
-    out = node.outputs[0]
+    outs = list(node.outputs) + [""] * 3
+    out = outs[0]
+    # Scale / B that are not constants: normalize, then Mul and Add (broadcasting) afterwards.
+    post = bool(scale) and not affine
+    y = ctx.temp(out + "_norm") if post else out
+    mean, std = ctx.temp(out + "_mean"), ctx.temp(out + "_std")
     ctx.op(
         "LayerNorm",
         ins,
-        [out, ctx.temp(out + "_mean"), ctx.temp(out + "_std")],
+        [y, mean, std],
         axis=axis,
         epsilon=float(node.attr("epsilon", 1e-5)),
         elementwise_affine=affine,
     )
+    if post:
+        scaled = ctx.temp(out + "_scaled") if bias else out
+        ctx.op("Mul", [y, scale], [scaled])
+        if bias:
+            ctx.op("Add", [scaled, bias], [out])
+    # ONNX's Mean / InvStdDev have X's rank (1s from axis on); kaffa's mean / std dims[:axis] + [1].
+    stat_shape = [int(v) if v is not None else 0 for v in shape[:axis]] + [1] * (rank - axis)
+    if outs[1]:
+        ctx.op("Reshape", [mean], [outs[1], ctx.temp(out + "_old")], shape=stat_shape)
+    if outs[2]:
+        inv = ctx.temp(out + "_inv")
+        ctx.op("Pow", [std], [inv], exponent=-1.0)
+        ctx.op("Reshape", [inv], [outs[2], ctx.temp(out + "_old")], shape=stat_shape)
 
 
 @translator("LRN")

@@ -145,7 +145,14 @@ def _pow(ctx: Context, node: Node) -> None:
         else:
             ctx.op("Pow", node.inputs[:1], node.outputs[:1], exponent=e)
         return
-    ctx.op("Pow", node.inputs[:2], node.outputs[:1])
+    x, y = node.inputs[0], node.inputs[1]
+    dx, dy = ctx.dtype(x), ctx.dtype(y)
+    if dx is not None and dy is not None and dx != dy:
+        # ONNX lets the exponent have its own type; kaffa's Pow takes one: cast it to X's.
+        cast = ctx.temp(y + "_as_x")
+        _cast_to(ctx, y, cast, np.dtype(dx))
+        y = cast
+    ctx.op("Pow", [x, y], node.outputs[:1])
 
 
 def _broadcast_shape(ctx: Context, names: list[str]) -> tuple[int | None, ...] | None:
@@ -202,41 +209,277 @@ def _cast(ctx: Context, node: Node) -> None:
     from onnx import helper
 
     dtype = np.dtype(helper.tensor_dtype_to_np_dtype(int(node.attr("to"))))
+    _cast_to(ctx, node.inputs[0], node.outputs[0], dtype)
+
+
+@translator("CastLike")
+def _cast_like(ctx: Context, node: Node) -> None:
+    dtype = ctx.dtype(node.inputs[1])
+    if dtype is None:
+        raise unsupported(f"the dtype of target_type '{node.inputs[1]}' is unknown")
+    _cast_to(ctx, node.inputs[0], node.outputs[0], np.dtype(dtype))
+
+
+def _cast_to(ctx: Context, x: str, out: str, dtype: np.dtype) -> None:
     try:
         code = _dt.from_numpy(dtype)
     except ValueError:
         raise unsupported(f"cast to {dtype}") from None
     if dtype not in _dt.ALL_TYPES:
         raise unsupported(f"cast to {dtype} (kaffa computes in {', '.join(map(str, _dt.ALL_TYPES))})")
-    ctx.op("Cast", node.inputs[:1], node.outputs[:1], to=code)
+    ctx.op("Cast", [x], [out], to=code)
 
 
 # -- reductions ------------------------------------------------------------------------------------
 _REDUCE = {"ReduceMean": "ReduceMean", "ReduceSum": "ReduceSum", "ReduceMax": "ReduceMax"}
+# Opset from which an op takes its axes as an input rather than an attribute.
+_AXES_INPUT_SINCE = {"ReduceSum": 13}
 
 
-def _reduce(ctx: Context, node: Node) -> None:
-    x, out = node.inputs[0], node.outputs[0]
-    axes_in_input = ctx.opset >= (13 if node.op_type == "ReduceSum" else 18)
-    if axes_in_input:
+def _reduce_args(ctx: Context, node: Node) -> tuple[list[int] | None, bool, bool]:
+    """(sorted non-negative axes or None for all, keepdims, noop) of an ONNX Reduce* node."""
+    x = node.inputs[0]
+    if ctx.opset >= _AXES_INPUT_SINCE.get(node.op_type, 18):
         axes = node.input(1)
         axes_v = ctx.need_const(axes, "axes").reshape(-1).tolist() if axes else []
     else:
         axes_v = list(node.attr("axes") or [])
     keepdims = bool(node.attr("keepdims", 1))
     if not axes_v:
-        if node.attr("noop_with_empty_axes", 0):
-            ctx.op("Copy", [x], [out])
-            return
-        ctx.op(_REDUCE[node.op_type], [x], [out], keepdims=keepdims)
-        return
+        return None, keepdims, bool(node.attr("noop_with_empty_axes", 0))
     rank = ctx.rank(x)
-    axes_n = sorted({ctx.norm_axis(int(a), rank) for a in axes_v})
-    ctx.op(_REDUCE[node.op_type], [x], [out], axes=axes_n, keepdims=keepdims)
+    return sorted({ctx.norm_axis(int(a), rank) for a in axes_v}), keepdims, False
+
+
+def _emit_reduce(ctx: Context, node: Node, kaffa_type: str, x: str, out: str) -> None:
+    axes, keep, noop = _reduce_args(ctx, node)
+    if noop:
+        ctx.op("Copy", [x], [out])
+    else:
+        ctx.op(kaffa_type, [x], [out], axes=axes, keepdims=keep)
+
+
+def _reduce(ctx: Context, node: Node) -> None:
+    _emit_reduce(ctx, node, _REDUCE[node.op_type], node.inputs[0], node.outputs[0])
 
 
 for _t in _REDUCE:
     translator(_t)(_reduce)
+
+
+@translator("ReduceMin")
+def _reduce_min(ctx: Context, node: Node) -> None:
+    # min(x) = -max(-x)
+    x, out = node.inputs[0], node.outputs[0]
+    neg = ctx.temp(x + "_neg")
+    ctx.op("Negative", [x], [neg])
+    red = ctx.temp(out + "_max")
+    _emit_reduce(ctx, node, "ReduceMax", neg, red)
+    ctx.op("Negative", [red], [out])
+
+
+# ReduceX = post(ReduceSum(pre(x))).
+_REDUCE_SUM_OF = {
+    "ReduceL1": ("Abs", None),
+    "ReduceL2": ("Sqr", "Sqrt"),
+    "ReduceSumSquare": ("Sqr", None),
+    "ReduceLogSum": (None, "Log"),
+}
+
+
+@translator(*_REDUCE_SUM_OF)
+def _reduce_sum_of(ctx: Context, node: Node) -> None:
+    pre, post = _REDUCE_SUM_OF[node.op_type]
+    x, out = node.inputs[0], node.outputs[0]
+    if pre:
+        xp = ctx.temp(x + "_" + pre.lower())
+        ctx.op(pre, [x], [xp])
+        x = xp
+    summed = ctx.temp(out + "_sum") if post else out
+    _emit_reduce(ctx, node, "ReduceSum", x, summed)
+    if post:
+        ctx.op(post, [summed], [out])
+
+
+@translator("ReduceLogSumExp")
+def _reduce_log_sum_exp(ctx: Context, node: Node) -> None:
+    # log(sum(exp(x - m))) + m, m = max(x) over the axes (so exp does not overflow).
+    x, out = node.inputs[0], node.outputs[0]
+    axes, keep, noop = _reduce_args(ctx, node)
+    if noop:
+        ctx.op("Copy", [x], [out])
+        return
+    m_keep = ctx.temp(out + "_max_keep")
+    ctx.op("ReduceMax", [x], [m_keep], axes=axes, keepdims=True)
+    shifted = ctx.temp(out + "_shifted")
+    ctx.op("Sub", [x, m_keep], [shifted])
+    e = ctx.temp(out + "_exp")
+    ctx.op("Exp", [shifted], [e])
+    s = ctx.temp(out + "_sum")
+    ctx.op("ReduceSum", [e], [s], axes=axes, keepdims=keep)
+    lg = ctx.temp(out + "_log")
+    ctx.op("Log", [s], [lg])
+    m = m_keep
+    if not keep:
+        m = ctx.temp(out + "_max")
+        ctx.op("ReduceMax", [x], [m], axes=axes, keepdims=False)
+    ctx.op("Add", [lg, m], [out])
+
+
+# -- activations and elementwise ops composed of kaffa ops -------------------------------------------
+def _scalar(ctx: Context, like: str, value: float) -> str:
+    """A 0-d constant of ``like``'s dtype (float32 if unknown)."""
+    dtype = ctx.dtype(like) or np.dtype(np.float32)
+    return ctx.add_const(like + "_scalar", np.asarray(value, dtype=dtype))
+
+
+def _as_type_of(ctx: Context, mask: str, like: str, hint: str) -> str:
+    """Cast a bool ``mask`` to ``like``'s dtype."""
+    out = ctx.temp(hint)
+    _cast_to(ctx, mask, out, np.dtype(ctx.dtype(like) or np.float32))
+    return out
+
+
+@translator("Reciprocal")
+def _reciprocal(ctx: Context, node: Node) -> None:
+    ctx.op("Pow", node.inputs[:1], node.outputs[:1], exponent=-1.0)
+
+
+@translator("GreaterOrEqual", "LessOrEqual")
+def _compare_or_equal(ctx: Context, node: Node) -> None:
+    # a >= b is not (a < b); a <= b is not (a > b)
+    out = node.outputs[0]
+    strict = ctx.temp(out + "_strict")
+    ctx.op("LT" if node.op_type == "GreaterOrEqual" else "GT", node.inputs[:2], [strict])
+    ctx.op("Not", [strict], [out])
+
+
+@translator("Xor")
+def _xor(ctx: Context, node: Node) -> None:
+    out = node.outputs[0]
+    same = ctx.temp(out + "_eq")
+    ctx.op("EQ", node.inputs[:2], [same])
+    ctx.op("Not", [same], [out])
+
+
+@translator("Celu")
+def _celu(ctx: Context, node: Node) -> None:
+    # celu(x, a) = a * elu(x / a, 1)
+    alpha = float(node.attr("alpha", 1.0))
+    x, out = node.inputs[0], node.outputs[0]
+    if alpha == 1.0:
+        ctx.op("Elu", [x], [out], alpha=1.0)
+        return
+    xs, e = ctx.temp(x + "_div_alpha"), ctx.temp(out + "_elu")
+    ctx.op("Scale", [x], [xs], scale=1.0 / alpha)
+    ctx.op("Elu", [xs], [e], alpha=1.0)
+    ctx.op("Scale", [e], [out], scale=alpha)
+
+
+@translator("Softsign")
+def _softsign(ctx: Context, node: Node) -> None:
+    # x / (1 + |x|)
+    x, out = node.inputs[0], node.outputs[0]
+    a, d = ctx.temp(x + "_abs"), ctx.temp(x + "_den")
+    ctx.op("Abs", [x], [a])
+    ctx.op("Add", [a, _scalar(ctx, x, 1.0)], [d])
+    ctx.op("Div", [x, d], [out])
+
+
+@translator("Swish")
+def _swish(ctx: Context, node: Node) -> None:
+    # x * sigmoid(alpha * x)
+    x, out = node.inputs[0], node.outputs[0]
+    alpha = float(node.attr("alpha", 1.0))
+    ax = x
+    if alpha != 1.0:
+        ax = ctx.temp(x + "_ax")
+        ctx.op("Scale", [x], [ax], scale=alpha)
+    s = ctx.temp(x + "_sigmoid")
+    ctx.op("Sigmoid", [ax], [s])
+    ctx.op("Mul", [x, s], [out])
+
+
+@translator("Mish")
+def _mish(ctx: Context, node: Node) -> None:
+    # x * tanh(softplus(x))
+    x, out = node.inputs[0], node.outputs[0]
+    sp, t = ctx.temp(x + "_softplus"), ctx.temp(x + "_tanh")
+    ctx.op("Softplus", [x], [sp])
+    ctx.op("Tanh", [sp], [t])
+    ctx.op("Mul", [x, t], [out])
+
+
+@translator("ThresholdedRelu")
+def _thresholded_relu(ctx: Context, node: Node) -> None:
+    # x * (x > alpha)
+    x, out = node.inputs[0], node.outputs[0]
+    gt = ctx.temp(x + "_gt")
+    ctx.op("GT", [x, _scalar(ctx, x, float(node.attr("alpha", 1.0)))], [gt])
+    ctx.op("Mul", [x, _as_type_of(ctx, gt, x, x + "_mask")], [out])
+
+
+@translator("Shrink")
+def _shrink(ctx: Context, node: Node) -> None:
+    # (x < -lambd) * (x + bias) + (x > lambd) * (x - bias)
+    x, out = node.inputs[0], node.outputs[0]
+    lambd, bias = float(node.attr("lambd", 0.5)), float(node.attr("bias", 0.0))
+    lo, hi = ctx.temp(x + "_lo"), ctx.temp(x + "_hi")
+    ctx.op("LT", [x, _scalar(ctx, x, -lambd)], [lo])
+    ctx.op("GT", [x, _scalar(ctx, x, lambd)], [hi])
+    up, down = ctx.temp(x + "_up"), ctx.temp(x + "_down")
+    b = _scalar(ctx, x, bias)
+    ctx.op("Add", [x, b], [up])
+    ctx.op("Sub", [x, b], [down])
+    a, c = ctx.temp(x + "_a"), ctx.temp(x + "_c")
+    ctx.op("Mul", [_as_type_of(ctx, lo, x, x + "_lo_m"), up], [a])
+    ctx.op("Mul", [_as_type_of(ctx, hi, x, x + "_hi_m"), down], [c])
+    ctx.op("Add", [a, c], [out])
+
+
+@translator("Sign")
+def _sign(ctx: Context, node: Node) -> None:
+    # (x > 0) - (x < 0)
+    x, out = node.inputs[0], node.outputs[0]
+    pos, neg = ctx.temp(x + "_pos"), ctx.temp(x + "_neg")
+    zero = _scalar(ctx, x, 0)
+    ctx.op("GT", [x, zero], [pos])
+    ctx.op("LT", [x, zero], [neg])
+    ctx.op("Sub", [_as_type_of(ctx, pos, x, x + "_p"), _as_type_of(ctx, neg, x, x + "_n")], [out])
+
+
+@translator("IsNaN")
+def _isnan(ctx: Context, node: Node) -> None:
+    x, out = node.inputs[0], node.outputs[0]
+    same = ctx.temp(x + "_eq")
+    ctx.op("EQ", [x, x], [same])
+    ctx.op("Not", [same], [out])
+
+
+@translator("IsInf")
+def _isinf(ctx: Context, node: Node) -> None:
+    x, out = node.inputs[0], node.outputs[0]
+    pos, neg = int(node.attr("detect_positive", 1)), int(node.attr("detect_negative", 1))
+    checks = []
+    for on, value in ((pos, np.inf), (neg, -np.inf)):
+        if on:
+            c = ctx.temp(x + "_inf")
+            ctx.op("EQ", [x, _scalar(ctx, x, value)], [c])
+            checks.append(c)
+    if not checks:
+        ctx.op("LT", [x, x], [out])  # all false
+    elif len(checks) == 1:
+        ctx.op("Copy", checks, [out])
+    else:
+        ctx.op("Or", checks, [out])
+
+
+@translator("Size")
+def _size(ctx: Context, node: Node) -> None:
+    shape = ctx.shape(node.inputs[0])
+    if shape is None or None in shape:
+        raise unsupported("Size of a tensor with a non-static shape")
+    ctx.consts[node.outputs[0]] = np.asarray(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
 
 
 # -- tensor plumbing -------------------------------------------------------------------------------
