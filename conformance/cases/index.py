@@ -1,0 +1,3 @@
+"""Conformance cases for the index family (see kaffa.ops.index)."""
+
+from __future__ import annotations

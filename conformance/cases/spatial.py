@@ -1,0 +1,3 @@
+"""Conformance cases for the spatial family (see kaffa.ops.spatial)."""
+
+from __future__ import annotations

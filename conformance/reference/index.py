@@ -1,0 +1,3 @@
+"""float64 references for the index family (see kaffa.ops.index)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""float64 references for the spatial family (see kaffa.ops.spatial)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""ONNX translators onto the index family (see kaffa.ops.index)."""
+
+from __future__ import annotations

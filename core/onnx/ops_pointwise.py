@@ -1,0 +1,3 @@
+"""ONNX translators onto the pointwise family (see kaffa.ops.pointwise)."""
+
+from __future__ import annotations

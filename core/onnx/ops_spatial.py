@@ -1,0 +1,3 @@
+"""ONNX translators onto the spatial family (see kaffa.ops.spatial)."""
+
+from __future__ import annotations
