@@ -340,11 +340,6 @@ def _as_type_of(ctx: Context, mask: str, like: str, hint: str) -> str:
     return out
 
 
-@translator("Reciprocal")
-def _reciprocal(ctx: Context, node: Node) -> None:
-    ctx.op("Pow", node.inputs[:1], node.outputs[:1], exponent=-1.0)
-
-
 @translator("GreaterOrEqual", "LessOrEqual")
 def _compare_or_equal(ctx: Context, node: Node) -> None:
     # a >= b is not (a < b); a <= b is not (a > b)
