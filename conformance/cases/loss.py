@@ -200,3 +200,103 @@ def accuracy(rng):
         case("batch1", uniform(rng, (1, 6)), np.array([2.0])),
         case("single_class", uniform(rng, (4, 1)), np.zeros(4)),
     ]
+
+
+# -- NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss (ONNX) --------------------------------------
+
+INT64_LABELS = {1: np.int64}  # ONNX's label type (int32 is accepted too)
+
+
+def _ignored(rng, labels, value, fraction=0.3):
+    """labels with about ``fraction`` of the positions set to ``value``; the first position keeps a
+    label other than ``value``, so the mean's total weight is never 0."""
+    out = labels.copy()
+    out[rng.uniform(size=labels.shape) < fraction] = value
+    if out.flat[0] == value:
+        out.flat[0] = 2.0 if value != 2 else 0.0
+    return out
+
+
+def _onnx_loss_cases(op, rng):
+    softmax = op == "SoftmaxCrossEntropyLoss"
+
+    def case(name, x_shape, labels=None, weights=False, num_outputs=1, int32=False, **args):
+        c = x_shape[1]
+        x = uniform(rng, x_shape, -3, 3) if softmax else uniform(rng, x_shape, -4, 0)
+        t = labels if labels is not None else _labels(rng, (x_shape[0], *x_shape[2:]), c)
+        inputs = [x, t] + ([uniform(rng, (c,), 0.5, 2)] if weights else [])
+        return Case(
+            op,
+            name,
+            inputs,
+            args,
+            num_outputs=num_outputs,
+            op_class=REDUCTION,
+            reduction=x.size,
+            fixed_dtype_inputs={1: np.int32} if int32 else INT64_LABELS,
+            grad_inputs=[0],  # labels and class weights carry no gradient
+        )
+
+    out = [
+        case("NC_mean", (4, 5)),
+        case("NC_none", (4, 5), reduction="none"),
+        case("NC_sum", (6, 3), reduction="sum"),
+        case("NC_weighted_mean", (5, 4), weights=True),
+        case("NC_weighted_none", (5, 4), weights=True, reduction="none"),
+        case("NCd1_mean", (3, 4, 5)),
+        case("NCd1d2_weighted_sum", (2, 3, 4, 2), weights=True, reduction="sum"),
+        case("NCd1d2d3_none", (2, 3, 2, 3, 2), reduction="none"),
+        case("batch1_single_class", (1, 1), labels=np.zeros(1)),
+        case("int32_labels", (4, 6), int32=True),
+        case(
+            "ignore_index_mean",
+            (6, 4),
+            labels=_ignored(rng, _labels(rng, (6,), 4), 1),
+            ignore_index=1,
+        ),
+        case(
+            "ignore_negative_weighted_mean",
+            (3, 5, 4),
+            labels=_ignored(rng, _labels(rng, (3, 4), 5), -1),
+            weights=True,
+            ignore_index=-1,
+        ),
+        case(
+            "ignore_out_of_range_none",
+            (5, 3, 2),
+            labels=_ignored(rng, _labels(rng, (5, 2), 3), 10),
+            ignore_index=10,
+            reduction="none",
+        ),
+        case(
+            "ignore_unused_sum",
+            (4, 3),
+            weights=True,
+            ignore_index=7,
+            reduction="sum",
+        ),
+    ]
+    if softmax:
+        out += [
+            case("log_prob", (4, 5), num_outputs=2),
+            case("log_prob_NCd1_none", (2, 4, 3), reduction="none", num_outputs=2),
+            case(
+                "log_prob_weighted_ignore",
+                (3, 4, 2),
+                labels=_ignored(rng, _labels(rng, (3, 2), 4), 0),
+                weights=True,
+                ignore_index=0,
+                num_outputs=2,
+            ),
+        ]
+    return out
+
+
+@cases("NegativeLogLikelihoodLoss")
+def negative_log_likelihood_loss(rng):
+    return _onnx_loss_cases("NegativeLogLikelihoodLoss", rng)
+
+
+@cases("SoftmaxCrossEntropyLoss")
+def softmax_cross_entropy_loss(rng):
+    return _onnx_loss_cases("SoftmaxCrossEntropyLoss", rng)

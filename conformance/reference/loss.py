@@ -175,3 +175,84 @@ def accuracy(args, x, labels):
         if order.index(label) < args["top_k"]:
             hits += 1
     return (np.array(hits / n),)
+
+
+# -- NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss (ONNX) --------------------------------------
+
+
+def _onnx_positions(args, x, labels, w):
+    """[(n, class, rest index, weight)] for every position (n, d1..dk), written out as loops."""
+    n, c = x.shape[0], x.shape[1]
+    rest = x.shape[2:]
+    out = []
+    for i in range(n):
+        for d in np.ndindex(*rest):
+            t = int(labels[(i, *d)])
+            if args["ignore_index"] is not None and t == args["ignore_index"]:
+                out.append((i, None, d, 0.0))
+            else:
+                assert 0 <= t < c
+                out.append((i, t, d, 1.0 if w is None else float(w[t])))
+    return out
+
+
+def _log_softmax_axis1(x):
+    z = x - x.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _nll(args, logp, labels, w):
+    loss = np.zeros(labels.shape)
+    total_w = 0.0
+    for i, t, d, wt in _onnx_positions(args, logp, labels, w):
+        if t is not None:
+            loss[(i, *d)] = -wt * logp[(i, t, *d)]
+        total_w += wt
+    if args["reduction"] == "none":
+        return loss
+    if args["reduction"] == "sum":
+        return np.array(loss.sum())
+    return np.array(loss.sum() / total_w if total_w != 0 else np.nan)
+
+
+def _onnx_loss_grad(args, x, labels, rest, softmax):
+    w, dloss = rest if len(rest) == 2 else (None, rest[0])
+    positions = _onnx_positions(args, x, labels, w)
+    total_w = sum(p[3] for p in positions)
+    p = np.exp(_log_softmax_axis1(x)) if softmax else None
+    dx = np.zeros(x.shape)
+    for i, t, d, wt in positions:
+        if t is None:
+            continue
+        if args["reduction"] == "none":
+            g = dloss[(i, *d)]
+        elif args["reduction"] == "sum":
+            g = float(dloss.reshape(()))
+        else:
+            g = float(dloss.reshape(())) / total_w
+        col = (i, slice(None), *d)
+        if softmax:  # d(-log softmax(x)_t)/dx = softmax(x) - onehot(t)
+            dx[col] += wt * g * p[col]
+        dx[(i, t, *d)] -= wt * g
+    return (dx,)
+
+
+@reference("NegativeLogLikelihoodLoss")
+def negative_log_likelihood_loss(args, x, labels, w=None):
+    return (_nll(args, x, labels, w),)
+
+
+@reference("SoftmaxCrossEntropyLoss")
+def softmax_cross_entropy_loss(args, x, labels, w=None, num_outputs=1):
+    logp = _log_softmax_axis1(x)
+    return (_nll(args, logp, labels, w), logp)[:num_outputs]
+
+
+@reference("NegativeLogLikelihoodLossGradient")
+def negative_log_likelihood_loss_gradient(args, x, labels, *rest):
+    return _onnx_loss_grad(args, x, labels, rest, softmax=False)
+
+
+@reference("SoftmaxCrossEntropyLossGradient")
+def softmax_cross_entropy_loss_gradient(args, x, labels, *rest):
+    return _onnx_loss_grad(args, x, labels, rest, softmax=True)

@@ -1,8 +1,9 @@
 """Losses and metrics: SoftmaxWithLoss, LabelCrossEntropy, CrossEntropy,
-SigmoidCrossEntropyWithLogits, AveragedLoss, SquaredL2Distance, Accuracy (schemas, shape
-inference, gradient makers).
+SigmoidCrossEntropyWithLogits, AveragedLoss, SquaredL2Distance, Accuracy, and ONNX's
+NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss (schemas, shape inference, gradient makers).
 
-Caffe2 semantics. Integer labels may be int32 (Caffe2's type) or int64; they never get a gradient.
+Caffe2 semantics (ONNX's for the two ONNX losses, see their section). Integer labels may be int32
+(Caffe2's type) or int64; they never get a gradient.
 Losses come out in the dtype of their float input (Caffe2 only had float); Accuracy is always
 float32. Probabilities fed to a log are clamped at 1e-20 (Caffe2's kLOG_THRESHOLD), except in
 SoftmaxWithLoss, which works from log-softmax directly (as Caffe2's CPU kernel does for integer
@@ -524,3 +525,189 @@ define(
     infer=_infer_accuracy,
     differentiable=False,
 )
+
+
+# -- NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss (ONNX) --------------------------------------
+#
+# ONNX semantics. X is [N, C, d1..dk] (k >= 0), the class axis is 1; labels are int [N, d1..dk];
+# optional weights [C]. Each position p = (n, d1..dk) contributes l_p = -w[t_p] * X[n, t_p, d1..dk]
+# (w = 1 without weights); positions whose label equals ignore_index contribute 0 with weight 0 (that
+# label may lie outside [0, C)). reduction "none" gives l itself ([N, d1..dk]), "sum" its sum, "mean"
+# sum(l) / sum_p w[t_p] over the non-ignored positions (NaN when that is 0, as in ONNX and PyTorch).
+
+_ONNX_LOSS_REDUCTIONS = ("none", "sum", "mean")
+
+
+def _canon_onnx_loss(args: dict[str, Any]) -> dict[str, Any]:
+    if args["reduction"] not in _ONNX_LOSS_REDUCTIONS:
+        raise ArgumentError(
+            f"reduction must be one of {', '.join(_ONNX_LOSS_REDUCTIONS)}, got {args['reduction']!r}"
+        )
+    return args
+
+
+_ONNX_LOSS_ARGS = [
+    Arg("reduction", ArgType.STRING, "mean", "none (per-position losses), sum, or mean (weighted)"),
+    Arg("ignore_index", ArgType.INT, None, "a label value that contributes nothing (optional)"),
+]
+
+
+def _onnx_loss_shapes(
+    op: str, args: Mapping[str, Any], x: TensorInfo, t: TensorInfo, w: TensorInfo | None
+) -> tuple[int | None, ...] | None:
+    """Checks X [N, C, d...], labels [N, d...], weights [C]; returns the per-position loss shape."""
+    _float_input(op, "X", x)
+    _int_labels(op, t)
+    if w is not None:
+        _float_input(op, "weights", w)
+    if x.shape is not None:
+        check(len(x.shape) >= 2, f"{op}: X must be [N, C, d1..dk] (rank >= 2), got {_shape(x)}")
+    want = None if x.shape is None else (x.shape[0], *x.shape[2:])
+    if t.shape is not None and want is not None:
+        check(
+            len(t.shape) == len(want)
+            and all(a is None or b is None or a == b for a, b in zip(t.shape, want)),
+            f"{op}: labels {_shape(t)} must have X's shape {_shape(x)} without the class axis 1",
+        )
+    if w is not None and w.shape is not None:
+        c = None if x.shape is None else x.shape[1]
+        check(
+            len(w.shape) == 1 and (None in (c, w.shape[0]) or w.shape[0] == c),
+            f"{op}: weights {_shape(w)} must be [C] = [{c}] for X {_shape(x)}",
+        )
+    if want is None:
+        return t.shape if t.shape is not None else None
+    if t.shape is not None:
+        return tuple(a if a is not None else b for a, b in zip(want, t.shape))
+    return want
+
+
+def _loss_info(args: Mapping[str, Any], per_position, dtype) -> TensorInfo:
+    return TensorInfo(per_position if args["reduction"] == "none" else (), dtype)
+
+
+def _infer_nll(args: Mapping[str, Any], ins: list[TensorInfo], n: int) -> list[TensorInfo]:
+    op = "NegativeLogLikelihoodLoss"
+    w = ins[2] if len(ins) > 2 else None
+    per = _onnx_loss_shapes(op, args, ins[0], ins[1], w)
+    dtype = same_dtype(op, [ins[0], *([w] if w is not None else [])])
+    return [_loss_info(args, per, dtype)]
+
+
+def _infer_sce(args: Mapping[str, Any], ins: list[TensorInfo], n: int) -> list[TensorInfo]:
+    op = "SoftmaxCrossEntropyLoss"
+    w = ins[2] if len(ins) > 2 else None
+    per = _onnx_loss_shapes(op, args, ins[0], ins[1], w)
+    dtype = same_dtype(op, [ins[0], *([w] if w is not None else [])])
+    return [_loss_info(args, per, dtype), TensorInfo(ins[0].shape, dtype)][:n]
+
+
+def _infer_onnx_loss_grad(op: str):
+    def infer(args: Mapping[str, Any], ins: list[TensorInfo], n: int) -> list[TensorInfo]:
+        x, t, dloss = ins[0], ins[1], ins[-1]
+        w = ins[2] if len(ins) == 4 else None
+        per = _onnx_loss_shapes(op, args, x, t, w)
+        want = per if args["reduction"] == "none" else ()
+        check(
+            dloss.shape is None
+            or want is None
+            or (
+                len(dloss.shape) == len(want)
+                and all(a is None or b is None or a == b for a, b in zip(dloss.shape, want))
+            )
+            or (args["reduction"] != "none" and prod(dloss.shape) in (None, 1)),
+            f"{op}: the loss gradient {_shape(dloss)} must have the loss's shape "
+            f"{'?' if want is None else list(want)}",
+        )
+        _float_input(op, "the loss gradient", dloss)
+        return [TensorInfo(x.shape, x.dtype)]
+
+    return infer
+
+
+define(
+    "NegativeLogLikelihoodLoss",
+    family="loss",
+    doc="ONNX's NegativeLogLikelihoodLoss: X [N, C, d1..dk] holds log-probabilities (class axis 1), "
+    "labels int [N, d1..dk]. loss_p = -w[t_p] * X[n, t_p, d...] (w = 1 without weights; 0 where "
+    "t_p == ignore_index). reduction none: loss [N, d1..dk]; sum: its sum; mean: sum / the sum of "
+    "w[t_p] over the positions not ignored (NaN when that is 0).",
+    inputs=(2, 3),
+    input_docs=[
+        ("X", "[N, C, d1..dk] log-probabilities"),
+        ("labels", "int [N, d1..dk] class indices in [0, C) (or ignore_index)"),
+        ("weights", "[C] per-class weights (optional)"),
+    ],
+    output_docs=[("loss", "[N, d1..dk] with reduction none, else a scalar")],
+    args=_ONNX_LOSS_ARGS,
+    canonicalize=_canon_onnx_loss,
+    infer=_infer_nll,
+)
+define(
+    "NegativeLogLikelihoodLossGradient",
+    family="loss",
+    doc="dX[n, t_p, d...] = -w[t_p] * g_p, 0 elsewhere and at ignored positions; g_p = dLoss_p "
+    "(none), dLoss (sum) or dLoss / sum of the weights (mean).",
+    inputs=(3, 4),
+    input_docs=[
+        ("X", "forward X (read for its shape)"),
+        ("labels", "forward labels"),
+        ("weights", "forward weights (only when the forward op had them)"),
+        ("dLoss", "gradient of the loss"),
+    ],
+    output_docs=[("dX", "gradient of X")],
+    args=_ONNX_LOSS_ARGS,
+    canonicalize=_canon_onnx_loss,
+    infer=_infer_onnx_loss_grad("NegativeLogLikelihoodLossGradient"),
+    gradient_op=True,
+    differentiable=False,
+)
+define(
+    "SoftmaxCrossEntropyLoss",
+    family="loss",
+    doc="ONNX's SoftmaxCrossEntropyLoss: log_prob = log_softmax(scores) over the class axis 1, then "
+    "NegativeLogLikelihoodLoss(log_prob, labels, weights) with the same reduction and ignore_index. "
+    "The optional second output is log_prob; only the loss carries a gradient.",
+    inputs=(2, 3),
+    outputs=(1, 2),
+    input_docs=[
+        ("scores", "[N, C, d1..dk] logits"),
+        ("labels", "int [N, d1..dk] class indices in [0, C) (or ignore_index)"),
+        ("weights", "[C] per-class weights (optional)"),
+    ],
+    output_docs=[
+        ("loss", "[N, d1..dk] with reduction none, else a scalar"),
+        ("log_prob", "log_softmax(scores) over axis 1 (optional)"),
+    ],
+    args=_ONNX_LOSS_ARGS,
+    canonicalize=_canon_onnx_loss,
+    infer=_infer_sce,
+    grad_outputs=(0,),
+)
+define(
+    "SoftmaxCrossEntropyLossGradient",
+    family="loss",
+    doc="dScores = (softmax(scores) - onehot(t_p)) * w[t_p] * g_p along the class axis at each "
+    "position (0 at ignored positions); g_p as in NegativeLogLikelihoodLossGradient.",
+    inputs=(3, 4),
+    input_docs=[
+        ("scores", "forward scores"),
+        ("labels", "forward labels"),
+        ("weights", "forward weights (only when the forward op had them)"),
+        ("dLoss", "gradient of the loss"),
+    ],
+    output_docs=[("dScores", "gradient of the scores")],
+    args=_ONNX_LOSS_ARGS,
+    canonicalize=_canon_onnx_loss,
+    infer=_infer_onnx_loss_grad("SoftmaxCrossEntropyLossGradient"),
+    gradient_op=True,
+    differentiable=False,
+)
+
+
+@gradient("NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss")
+def _onnx_loss_grad(g: GradientContext) -> GradientOps:
+    if g.GO(0) is None:  # nothing flows into the loss (log_prob carries no gradient)
+        return GradientOps([], [None] * g.num_inputs)
+    ins = [g.I(0), g.I(1), *([g.I(2)] if g.num_inputs == 3 else []), g.GO(0)]
+    return g.single(f"{g.op.type}Gradient", ins, [g.GI(0)], **g.forward_args())

@@ -334,3 +334,110 @@ def accuracy(ctx: KernelContext) -> RunFn:
         return (np.asarray(hits / n, dtype=F32),)
 
     return run
+
+
+# -- NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss (ONNX) --------------------------------------
+
+
+def _onnx_loss_setup(ctx: KernelContext):
+    """(reduction, ignore_index, weighted) parsed once."""
+    a = ctx.args
+    forward = not ctx.op_type.endswith("Gradient")
+    weighted = ctx.num_inputs == (3 if forward else 4)
+    ignore = a["ignore_index"]
+    return a["reduction"], None if ignore is None else int(ignore), weighted
+
+
+def _onnx_positions(op: str, x: np.ndarray, t: np.ndarray, w, ignore):
+    """X as [N, C, D], the labels as [N, D] (intp, ignored ones set to 0), and the per-position
+    weights [N, D] (0 where ignored), in X's work dtype."""
+    check(x.ndim >= 2, f"{op}: X must be [N, C, d1..dk] (rank >= 2), got {list(x.shape)}")
+    n, c = x.shape[0], x.shape[1]
+    want = (n, *x.shape[2:])
+    check(
+        t.shape == want,
+        f"{op}: labels {list(t.shape)} must have X's shape {list(x.shape)} without the class axis 1",
+    )
+    x3 = _work(x).reshape(n, c, -1)
+    lab = t.reshape(n, -1).astype(np.int64, copy=False)
+    keep = np.ones(lab.shape, bool) if ignore is None else lab != ignore
+    live = lab[keep]
+    if live.size:
+        lo, hi = int(live.min()), int(live.max())
+        check(lo >= 0 and hi < c, f"{op}: labels must lie in [0, {c}), got values in [{lo}, {hi}]")
+    lab = np.where(keep, lab, 0).astype(np.intp)
+    if w is not None:
+        check(w.shape == (c,), f"{op}: weights {list(w.shape)} must be [C] = [{c}]")
+        wp = _work(w).astype(x3.dtype, copy=False)[lab]
+    else:
+        wp = np.ones(lab.shape, x3.dtype)
+    return x3, lab, np.where(keep, wp, x3.dtype.type(0))
+
+
+def _gather_classes(x3: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    return np.take_along_axis(x3, lab[:, None, :], axis=1)[:, 0, :]
+
+
+def _reduce_loss(per: np.ndarray, wp: np.ndarray, reduction: str, shape: tuple[int, ...], dtype):
+    if reduction == "none":
+        return per.reshape(shape).astype(dtype)
+    total = per.sum()
+    if reduction == "mean":
+        with np.errstate(divide="ignore", invalid="ignore"):  # all weights 0: NaN, as in ONNX
+            total = total / wp.sum()
+    return np.asarray(total, dtype=dtype)
+
+
+def _loss_scale(op: str, dloss: np.ndarray, wp: np.ndarray, reduction: str) -> np.ndarray:
+    """g_p * w_p as [N, 1, D]: the factor on each position's class column."""
+    if reduction == "none":
+        check(dloss.size == wp.size, f"{op}: dLoss has {dloss.size} elements for {wp.size} positions")
+        g = _work(dloss).reshape(wp.shape).astype(wp.dtype, copy=False)
+    else:
+        check(dloss.size == 1, f"{op}: the loss gradient must be a scalar, got shape {list(dloss.shape)}")
+        g = _work(dloss).reshape(()).astype(wp.dtype)
+        if reduction == "mean":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g = g / wp.sum()
+    return (g * wp)[:, None, :]
+
+
+def _log_softmax_axis1(x3: np.ndarray) -> np.ndarray:
+    z = x3 - x3.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+@table.kernel("NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss", dtypes=FLOAT_TYPES)
+def onnx_loss(ctx: KernelContext) -> RunFn:
+    op = ctx.op_type
+    reduction, ignore, _ = _onnx_loss_setup(ctx)
+    softmax = op == "SoftmaxCrossEntropyLoss"
+    n_out = ctx.num_outputs
+
+    def run(x, t, w=None):
+        x3, lab, wp = _onnx_positions(op, x, t, w, ignore)
+        logp = _log_softmax_axis1(x3) if softmax else x3
+        per = -_gather_classes(logp, lab) * wp
+        loss = _reduce_loss(per, wp, reduction, t.shape, x.dtype)
+        if n_out == 2:
+            return loss, logp.reshape(x.shape).astype(x.dtype)
+        return (loss,)
+
+    return run
+
+
+@table.kernel("NegativeLogLikelihoodLossGradient", "SoftmaxCrossEntropyLossGradient", dtypes=FLOAT_TYPES)
+def onnx_loss_gradient(ctx: KernelContext) -> RunFn:
+    op = ctx.op_type
+    reduction, ignore, weighted = _onnx_loss_setup(ctx)
+    softmax = op == "SoftmaxCrossEntropyLossGradient"
+
+    def run(x, t, *rest):
+        w, dloss = rest if weighted else (None, *rest)
+        x3, lab, wp = _onnx_positions(op, x, t, w, ignore)
+        scale = _loss_scale(op, dloss, wp, reduction)
+        dx = np.exp(_log_softmax_axis1(x3)) if softmax else np.zeros_like(x3)
+        np.put_along_axis(dx, lab[:, None, :], _gather_classes(dx, lab)[:, None, :] - 1, axis=1)
+        return ((dx * scale).reshape(x.shape).astype(x.dtype),)
+
+    return run
