@@ -30,6 +30,14 @@ INT_TYPES: tuple[np.dtype, ...] = (np.dtype(np.int32), np.dtype(np.int64))
 NUMERIC_TYPES: tuple[np.dtype, ...] = FLOAT_TYPES + INT_TYPES
 BOOL = np.dtype(np.bool_)
 ALL_TYPES: tuple[np.dtype, ...] = (*NUMERIC_TYPES, BOOL)
+# Every integer dtype numpy has, for ops ONNX defines on them (int8 ... uint64). uint32 and uint64 have
+# no Caffe2 TensorProto.DataType: they live in workspaces but cannot be serialized.
+SIGNED_INT_TYPES: tuple[np.dtype, ...] = (np.dtype(np.int8), np.dtype(np.int16), *INT_TYPES)
+UNSIGNED_INT_TYPES: tuple[np.dtype, ...] = tuple(
+    np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.uint64)
+)
+ALL_INT_TYPES: tuple[np.dtype, ...] = (*SIGNED_INT_TYPES, *UNSIGNED_INT_TYPES)
+ALL_NUMERIC_TYPES: tuple[np.dtype, ...] = (*FLOAT_TYPES, *ALL_INT_TYPES)
 
 
 def to_numpy(data_type: int) -> np.dtype:

@@ -2,13 +2,18 @@
 
 Comparison data is integer-valued from a small range, so equal elements are common (and exact in
 every dtype, bool included for EQ). And/Or/Not take bool masters directly.
+Data with negative values runs on the float, signed integer (and for EQ bool) dtypes; the unsigned
+dtypes get ``u_*`` cases with non-negative data.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from kaffa import dtypes
 from kaffa_conformance.cases import EXACT, Case, cases, ints
+
+_SIGNED = (*dtypes.FLOAT_TYPES, *dtypes.SIGNED_INT_TYPES)
 
 # (name, A shape, B shape, args): the broadcasting forms Add accepts.
 _SHAPES = [
@@ -37,11 +42,20 @@ def _binary_cases(op):
         def draw(shape):
             return _bools(rng, shape) if logical else ints(rng, shape, -2, 3)
 
-        out = [Case(op, name, [draw(a), draw(b)], args, op_class=EXACT) for name, a, b, args in _SHAPES]
+        signed = None if logical else (*_SIGNED, dtypes.BOOL) if op == "EQ" else _SIGNED
+        out = [
+            Case(op, name, [draw(a), draw(b)], args, op_class=EXACT, dtypes=signed)
+            for name, a, b, args in _SHAPES
+        ]
         if not logical:
             # Fractional values that differ in the last float16 bits are compared after the cast.
             vals = rng.uniform(-1, 1, size=(4, 9))
-            out.append(Case(op, "float_values", [vals, vals[:, ::-1].copy()], op_class=EXACT))
+            out.append(Case(op, "float_values", [vals, vals[:, ::-1].copy()], op_class=EXACT, dtypes=signed))
+            for name, a, b, args in (_SHAPES[0], _SHAPES[2], _SHAPES[5], _SHAPES[7]):
+                inputs = [ints(rng, a, 0, 4), ints(rng, b, 0, 4)]
+                out.append(
+                    Case(op, "u_" + name, inputs, args, op_class=EXACT, dtypes=dtypes.UNSIGNED_INT_TYPES)
+                )
         else:
             out.append(
                 Case(op, "inplace", [draw((4, 6)), draw((4, 6))], op_class=EXACT, inplace=[(0, 0), (1, 0)])

@@ -3,6 +3,9 @@
 The elementwise ops are defined on integer dtypes too, so their data is integer-valued (exact in
 every dtype, float16 included); float-only cases with fractional data are marked with ``dtypes``.
 Div never divides by zero, and its integer cases include negative operands (C truncation).
+Cases with negative data run on the float and signed integer dtypes (the int8 results stay in
+range); the unsigned dtypes get cases of their own (``u_*``) with non-negative data whose results
+stay in range (Sub's A >= B, Mul's factors < 16).
 Every case of a differentiable op is also a gradient case (float dtypes): the broadcasting cases of
 Add/Sub/Mul/Div check that a broadcast operand's gradient is summed back to its shape. Max and Min
 gradient cases have no ties (distinct values at every position).
@@ -14,6 +17,18 @@ import numpy as np
 
 from kaffa import dtypes
 from kaffa_conformance.cases import ELEMENTWISE, GEMM, REDUCTION, Case, cases, ints, uniform
+
+# Dtypes for data with negative values; the unsigned dtypes run the u_* cases.
+SIGNED = (*dtypes.FLOAT_TYPES, *dtypes.SIGNED_INT_TYPES)
+UNSIGNED = dtypes.UNSIGNED_INT_TYPES
+
+# Non-negative (A, B) ranges per op for the unsigned cases: no wrap-around, no division by zero.
+_UNSIGNED_RANGES = {
+    "Add": ((0, 100), (0, 100)),
+    "Sub": ((50, 100), (0, 50)),
+    "Mul": ((0, 16), (0, 16)),
+    "Div": ((0, 200), (1, 16)),
+}
 
 
 def _nonzero(rng, shape):
@@ -28,7 +43,12 @@ def _binary_cases(op):
 
         def case(name, a_shape, b_shape, inplace=(), **args):
             inputs = [ints(rng, a_shape), b_values(b_shape)]
-            return Case(op, name, inputs, args, op_class=ELEMENTWISE, inplace=inplace)
+            return Case(op, name, inputs, args, op_class=ELEMENTWISE, inplace=inplace, dtypes=SIGNED)
+
+        def unsigned(name, a_shape, b_shape, **args):
+            (a_lo, a_hi), (b_lo, b_hi) = _UNSIGNED_RANGES[op]
+            inputs = [ints(rng, a_shape, a_lo, a_hi), ints(rng, b_shape, b_lo, b_hi)]
+            return Case(op, name, inputs, args, op_class=ELEMENTWISE, dtypes=UNSIGNED)
 
         out = [
             case("same_shape", (2, 3, 4), (2, 3, 4), inplace=[(0, 0), (1, 0)]),
@@ -51,6 +71,7 @@ def _binary_cases(op):
                     "int_truncation",
                     [ints(rng, (6, 7), -20, 21), _nonzero(rng, (6, 7))],
                     op_class=ELEMENTWISE,
+                    dtypes=SIGNED,
                 )
             )
         out.append(
@@ -65,6 +86,12 @@ def _binary_cases(op):
         # Appended after the frozen cases so their inputs stay the same draws.
         out.append(case("a_scalar", (), (3, 4)))
         out.append(case("legacy_b_scalar", (2, 3), (), broadcast=1))
+        out += [
+            unsigned("u_same_shape", (5, 7), (5, 7)),
+            unsigned("u_b_scalar", (3, 4), ()),
+            unsigned("u_rank_mismatch", (2, 3, 4), (3, 4)),
+            unsigned("u_legacy_axis1", (2, 3, 4, 5), (3, 4), broadcast=1, axis=1),
+        ]
         return out
 
     return gen
@@ -127,8 +154,10 @@ def _distinct(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> list[
 
 def _extreme_cases(op):
     def gen(rng):
-        def case(name, n, shape, inplace=(), **kw):
-            return Case(op, name, _distinct(rng, n, shape), op_class=ELEMENTWISE, inplace=inplace, **kw)
+        def case(name, n, shape, inplace=(), shift=0, **kw):
+            kw.setdefault("dtypes", SIGNED)
+            inputs = [x + shift for x in _distinct(rng, n, shape)]
+            return Case(op, name, inputs, op_class=ELEMENTWISE, inplace=inplace, **kw)
 
         return [
             case("one_input", 1, (3, 4)),
@@ -145,7 +174,24 @@ def _extreme_cases(op):
                 dtypes=dtypes.FLOAT_TYPES,
             ),
             # Ties: every input equal to the extreme gets dY (Caffe2); no finite difference exists there.
-            Case(op, "ties", [ints(rng, (4, 5), -2, 2) for _ in range(3)], op_class=ELEMENTWISE, grad=False),
+            Case(
+                op,
+                "ties",
+                [ints(rng, (4, 5), -2, 2) for _ in range(3)],
+                op_class=ELEMENTWISE,
+                grad=False,
+                dtypes=SIGNED,
+            ),
+            # Unsigned dtypes: the same shapes of data shifted to [0, 16), ties included.
+            case("u_two", 2, (2, 3, 4), dtypes=UNSIGNED, shift=8),
+            case("u_three_odd", 3, (7, 13), dtypes=UNSIGNED, shift=8),
+            Case(
+                op,
+                "u_ties",
+                [ints(rng, (4, 5), 0, 3) for _ in range(3)],
+                op_class=ELEMENTWISE,
+                dtypes=UNSIGNED,
+            ),
         ]
 
     return gen

@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-from kaffa_conformance.cases import EXACT, GEMM, REDUCTION, Case, cases, uniform
+from kaffa import dtypes
+from kaffa_conformance.cases import EXACT, GEMM, REDUCTION, Case, cases, ints, uniform
 
 
 # -- FC --------------------------------------------------------------------------------------------
@@ -175,7 +176,9 @@ def _pool_cases(op, rng):
             )
         if low == -1.0 and high == 1.0:
             low, high = -2.0, 2.0  # room for the 3136 distinct values of the largest case
-        return Case(op, name, [_distinct(rng, shape, low, high)], args, op_class=EXACT)
+        return Case(
+            op, name, [_distinct(rng, shape, low, high)], args, op_class=EXACT, dtypes=dtypes.FLOAT_TYPES
+        )
 
     nhwc = {"order": "NHWC"}
     out = [
@@ -223,6 +226,16 @@ def _pool_cases(op, rng):
             case("negative_pad1", (1, 2, 7, 7), low=-2.0, high=-1.0, kernel=3, pad=1),
             case("dilation2", (1, 2, 7, 7), kernel=2, dilation=2),
         ]
+        # int8 / uint8 (and the float dtypes): integer data in [0, 100), exact everywhere. Ties are
+        # common, so no gradient check. The padded case checks that padding (the dtype's minimum
+        # for integers) never wins.
+        for name, shape, args in (
+            ("int_2x2_stride2", (2, 3, 8, 8), {"kernel": 2, "stride": 2}),
+            ("int_3x3_pad1", (1, 2, 7, 7), {"kernel": 3, "pad": 1}),
+            ("int_global", (2, 3, 4, 5), {"global_pooling": 1}),
+            ("int_caffe_ceil", (1, 2, 8, 8), {"kernel": 3, "stride": 2, "legacy_pad": 3}),
+        ):
+            out.append(Case(op, name, [ints(rng, shape, 0, 100)], args, op_class=EXACT, grad=False))
     return out
 
 

@@ -4,7 +4,10 @@ Every case of a differentiable op is a gradient case (float dtypes), so: Log, Sq
 that need it take positive inputs; Abs inputs stay away from 0 and Clip inputs away from the
 bounds (no finite difference straddles a kink). Clip's bounds are exact in float16, so every dtype
 clips the same elements. Ops also defined on integers (Abs, Negative, Clip, Cast, StopGradient) run
-their cases on int32/int64 too; Clip's integer cases use integer-valued data and bounds.
+their cases on int32/int64 too; Clip's integer cases use integer-valued data and bounds. Clip and
+Cast are also defined on int8 ... uint64: data with negative values runs on the float and signed
+dtypes, and the unsigned dtypes get ``unsigned_*`` cases. Pow's integer cases (int32/int64) take
+small bases and exponents so the powers stay in range.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from kaffa.proto import TensorProto
 from kaffa_conformance.cases import ELEMENTWISE, Case, cases, ints, uniform
 
 SHAPES = [(1,), (7,), (2, 3), (3, 1, 5), (2, 3, 4, 5), (1, 1, 1, 1)]
+SIGNED = (*dtypes.FLOAT_TYPES, *dtypes.SIGNED_INT_TYPES)
+UNSIGNED = dtypes.UNSIGNED_INT_TYPES
 
 
 def _name(shape) -> str:
@@ -83,9 +88,25 @@ def clip(rng):
     inplace.inplace = [(0, 0)]
     out.append(inplace)
     # Integer data and bounds run on every dtype; fractional bounds clip integers to ceil(min), floor(max).
-    out.append(Case("Clip", "integers", [ints(rng, (5, 6), -9, 10)], {"min": -3.0, "max": 4.0}, grad=False))
     out.append(
-        Case("Clip", "integers_wide", [ints(rng, (3, 4), -9, 10)], {"min": -100.0, "max": 100.0}, grad=False)
+        Case(
+            "Clip",
+            "integers",
+            [ints(rng, (5, 6), -9, 10)],
+            {"min": -3.0, "max": 4.0},
+            grad=False,
+            dtypes=SIGNED,
+        )
+    )
+    out.append(
+        Case(
+            "Clip",
+            "integers_wide",
+            [ints(rng, (3, 4), -9, 10)],
+            {"min": -100.0, "max": 100.0},
+            grad=False,
+            dtypes=SIGNED,
+        )
     )
     out.append(
         Case(
@@ -93,7 +114,24 @@ def clip(rng):
             "fractional_bounds",
             [ints(rng, (4, 5), -6, 7)],
             {"min": -2.5, "max": 3.5},
-            dtypes=dtypes.INT_TYPES,
+            dtypes=dtypes.SIGNED_INT_TYPES,
+        )
+    )
+    # Unsigned data; a min below the dtype's range (-1) is no bound, a max above it clips nothing.
+    for name, args in (
+        ("unsigned", {"min": 3.0, "max": 12.0}),
+        ("unsigned_min_below_range", {"min": -1.0, "max": 9.5}),
+        ("unsigned_max_only", {"max": 7.0}),
+    ):
+        out.append(Case("Clip", name, [ints(rng, (4, 6), 0, 20)], args, dtypes=UNSIGNED))
+    # int8's range: bounds beyond it are no bounds.
+    out.append(
+        Case(
+            "Clip",
+            "int8_wide_bounds",
+            [ints(rng, (3, 5), -100, 100)],
+            {"min": -1000.0, "max": 1000.0},
+            dtypes=dtypes.SIGNED_INT_TYPES,
         )
     )
     return out
@@ -103,14 +141,18 @@ def clip(rng):
 def pow_(rng):
     def arg(name, shape, exponent, low=-2.0, high=2.0):
         x = _away(rng, shape, high, 0.1) if low < 0 else uniform(rng, shape, low, high)
-        return Case("Pow", name, [x], {"exponent": exponent})
+        return Case("Pow", name, [x], {"exponent": exponent}, dtypes=dtypes.FLOAT_TYPES)
 
     def tensor(name, x_shape, e_shape, **args):
         x = uniform(rng, x_shape, 0.2, 2.5)
         e = uniform(rng, e_shape, -2, 3)
-        return Case("Pow", name, [x, e], args, op_class=ELEMENTWISE)
+        return Case("Pow", name, [x, e], args, op_class=ELEMENTWISE, dtypes=dtypes.FLOAT_TYPES)
 
-    return [
+    def integer(name, x, e=None, **args):
+        inputs = [x] if e is None else [x, e]
+        return Case("Pow", name, inputs, args, op_class=ELEMENTWISE, dtypes=dtypes.INT_TYPES)
+
+    out = [
         arg("square", (3, 4), 2.0),
         arg("cube", (2, 3, 4, 5), 3.0),
         arg("sqrt", (7,), 0.5, 0.05, 9),
@@ -126,15 +168,38 @@ def pow_(rng):
         tensor("tensor_size1_both", (3, 1, 4), (1, 5, 1)),
         tensor("legacy_axis1", (2, 3, 4, 5), (3, 4), broadcast=1, axis=1),
         tensor("legacy_trailing", (2, 3, 4), (3, 4), broadcast=1),
-        Case("Pow", "inplace", [uniform(rng, (4, 6), 0.1, 3)], {"exponent": 2.5}, inplace=[(0, 0)]),
+        Case(
+            "Pow",
+            "inplace",
+            [uniform(rng, (4, 6), 0.1, 3)],
+            {"exponent": 2.5},
+            inplace=[(0, 0)],
+            dtypes=dtypes.FLOAT_TYPES,
+        ),
     ]
+    # Integer X (exact integer powers; negative or fractional exponents truncate toward zero). The
+    # gradient is float-only, so these are forward cases.
+    out += [
+        integer("int_tensor", ints(rng, (3, 4), -5, 6), ints(rng, (3, 4), 0, 6)),
+        integer("int_tensor_broadcast", ints(rng, (2, 3, 4), -3, 4), ints(rng, (4,), 0, 5)),
+        integer("int_cube_arg", ints(rng, (2, 5), -9, 10), exponent=3.0),
+        integer("int_inverse_arg", _nonzero_ints(rng, (3, 5)), exponent=-1.0),
+        integer("int_negative_exponents", _nonzero_ints(rng, (2, 6)), ints(rng, (2, 6), -3, 0)),
+        integer("int_fractional_arg", ints(rng, (7,), 0, 20), exponent=0.5),
+    ]
+    return out
+
+
+def _nonzero_ints(rng, shape):
+    """Integer-valued data in [-4, -1] U [1, 4]: no 0 to a negative power."""
+    return rng.integers(1, 5, size=shape) * rng.choice([-1.0, 1.0], size=shape)
 
 
 @cases("Cast")
 def cast(rng):
-    def case(name, shape, to, data=None, grad=None, **kw):
+    def case(name, shape, to, data=None, grad=None, types=(*SIGNED, dtypes.BOOL), **kw):
         x = ints(rng, shape, -20, 21) if data is None else data(rng, shape)
-        return Case("Cast", name, [x], {"to": to, **kw}, grad=grad)
+        return Case("Cast", name, [x], {"to": to, **kw}, grad=grad, dtypes=types)
 
     def fractional(rng, shape):
         return uniform(rng, shape, -30, 30)
@@ -151,8 +216,12 @@ def cast(rng):
         case("to_int64_enum", (6,), TensorProto.INT64, grad=False),
         case("truncates_toward_zero", (4, 6), "INT32", fractional, grad=False),
         case("to_bool", (3, 5), "BOOL", grad=False),
-        case("to_uint8", (2, 6), "UINT8", lambda r, s: ints(r, s, 0, 100), grad=False),
+        case("to_uint8", (2, 6), "UINT8", lambda r, s: ints(r, s, 0, 100), grad=False, types=None),
     ]
+    # Unsigned inputs (non-negative data) to float, int and the small integer types.
+    nonneg = lambda r, s: ints(r, s, 0, 100)  # noqa: E731
+    for name, to in (("float", "FLOAT"), ("int64", "INT64"), ("int8", "INT8"), ("uint16", "UINT16")):
+        out.append(case(f"unsigned_to_{name}", (3, 5), to, nonneg, grad=False, types=UNSIGNED))
     # Caffe2's form: with from_type the gradient is a Cast back to it (run for that dtype only).
     out.append(
         Case(

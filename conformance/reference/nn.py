@@ -126,6 +126,8 @@ def conv(args, x, w, b=None):
 # -- pooling ---------------------------------------------------------------------------------------
 @reference("MaxPool")
 def max_pool(args, x):
+    if x.dtype.kind in "iu":  # integer data (int8 / uint8 cases): exact in float64
+        return tuple(y.astype(np.int64) for y in max_pool(args, x.astype(np.float64)))
     order = args["order"]
     x = _to_nchw(x, order)
     if args["global_pooling"]:

@@ -63,9 +63,10 @@ def _exponent(args, x, e):
 
 @reference("Pow")
 def pow_(args, x, e=None):
-    if e is None:
-        return (x ** args["exponent"],)
-    return (x ** _exponent(args, x, e),)
+    ev = args["exponent"] if e is None else _exponent(args, x, e)
+    if x.dtype.kind in "iu":  # C's (int)pow(x, e): the real power truncated toward zero
+        return (np.trunc(np.power(x.astype(np.float64), np.asarray(ev, dtype=np.float64))).astype(np.int64),)
+    return (x**ev,)
 
 
 def _sum_to(g, shape, leading_pad):

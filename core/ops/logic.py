@@ -34,9 +34,9 @@ def _infer_binary_bool(name: str, logical: bool):
 
 
 for _name, _sym, _types, _inplace in (
-    ("EQ", "A == B", dtypes.ALL_TYPES, None),
-    ("LT", "A < B", dtypes.NUMERIC_TYPES, None),
-    ("GT", "A > B", dtypes.NUMERIC_TYPES, None),
+    ("EQ", "A == B", (*dtypes.ALL_NUMERIC_TYPES, dtypes.BOOL), None),
+    ("LT", "A < B", dtypes.ALL_NUMERIC_TYPES, None),
+    ("GT", "A > B", dtypes.ALL_NUMERIC_TYPES, None),
     ("And", "A and B", (dtypes.BOOL,), {(0, 0), (1, 0)}),
     ("Or", "A or B", (dtypes.BOOL,), {(0, 0), (1, 0)}),
 ):

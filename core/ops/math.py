@@ -93,7 +93,7 @@ for _name, _sym, _note in (
     ("Add", "A + B", ""),
     ("Sub", "A - B", ""),
     ("Mul", "A * B", ""),
-    ("Div", "A / B", " Integer division truncates toward zero, as in C."),
+    ("Div", "A / B", " Integer division truncates toward zero, as in C; integer overflow wraps."),
 ):
     define(
         _name,
@@ -106,7 +106,7 @@ for _name, _sym, _note in (
         inplace={(0, 0), (1, 0)},
         canonicalize=canon_binary,
         infer=_infer_binary(_name),
-        dtypes=dtypes.NUMERIC_TYPES,
+        dtypes=dtypes.ALL_NUMERIC_TYPES,
     )
 
 
@@ -149,7 +149,7 @@ for _name, _what in (("Max", "maximum"), ("Min", "minimum")):
         output_docs=[("Y", _what)],
         inplace={(0, 0)},
         infer=_infer_same_shapes(_name),
-        dtypes=dtypes.NUMERIC_TYPES,
+        dtypes=dtypes.ALL_NUMERIC_TYPES,
     )
 
 define(

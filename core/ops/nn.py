@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
+from kaffa import dtypes
 from kaffa.gradients import GradientContext, GradientOps, gradient
 from kaffa.ops.geometry import (
     PAD_ARGS,
@@ -202,13 +205,15 @@ POOL_ARGS = [*WINDOW_ARGS, Arg("global_pooling", ArgType.BOOL, False, "pool over
 define(
     "MaxPool",
     family="nn",
-    doc="Max over sliding windows. Padding never wins (it counts as -inf).",
+    doc="Max over sliding windows. Padding never wins (it counts as -inf, or the dtype's minimum for "
+    "int8 / uint8).",
     inputs=1,
     input_docs=[("X", "input (NCHW or NHWC)")],
     output_docs=[("Y", "output")],
     args=POOL_ARGS,
     canonicalize=canonicalize_window,
     infer=_infer_pool("MaxPool"),
+    dtypes=(*dtypes.FLOAT_TYPES, np.dtype(np.int8), np.dtype(np.uint8)),
 )
 
 define(

@@ -49,7 +49,7 @@ _unary("Scale", "Elementwise x * scale.", args=[Arg("scale", ArgType.FLOAT, 1.0,
 _unary(
     "Clip",
     "Elementwise min(max(x, min), max). Integer inputs clip to ceil(min) and floor(max).",
-    dtypes.NUMERIC_TYPES,
+    dtypes.ALL_NUMERIC_TYPES,
     args=[
         Arg("min", ArgType.FLOAT, FLOAT_LOWEST, "lower bound (default: none)"),
         Arg("max", ArgType.FLOAT, FLOAT_MAX, "upper bound (default: none)"),
@@ -86,7 +86,9 @@ define(
     "Pow",
     family="unary",
     doc="Elementwise x^exponent. The exponent is the `exponent` argument, or input 1: a tensor that "
-    "broadcasts with X the numpy way (or Caffe2's legacy broadcast=1: it lines up inside X at `axis`).",
+    "broadcasts with X the numpy way (or Caffe2's legacy broadcast=1: it lines up inside X at `axis`). "
+    "Integer X: exact integer powers for exponents >= 0 (overflow wraps); otherwise the float64 power "
+    "truncated toward zero, as C's (int)pow(x, e) (2^-1 = 0).",
     inputs=(1, 2),
     input_docs=[("X", "base"), ("exponent", "optional: exponent tensor (instead of the argument)")],
     output_docs=[("Y", "X^exponent, the broadcast shape")],
@@ -94,6 +96,7 @@ define(
     inplace={(0, 0), (1, 0)},
     canonicalize=canon_binary,
     infer=_infer_pow,
+    dtypes=dtypes.NUMERIC_TYPES,
 )
 
 
@@ -122,7 +125,7 @@ define(
         Arg("from_type", ArgType.DTYPE, None, "X's dtype (Caffe2 needs it for the gradient; optional here)"),
     ],
     infer=_infer_cast,
-    dtypes=dtypes.ALL_TYPES,
+    dtypes=(*dtypes.ALL_NUMERIC_TYPES, dtypes.BOOL),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kaffa.dtypes import ALL_TYPES, BOOL, NUMERIC_TYPES
+from kaffa.dtypes import ALL_NUMERIC_TYPES, BOOL
 from kaffa.kernels import KernelContext, KernelTable, RunFn
 from kaffa.ops.math import legacy_b_shape
 
@@ -19,8 +19,8 @@ _BINARY = {
 }
 
 
-@table.kernel("EQ", dtypes=ALL_TYPES)
-@table.kernel("LT", "GT", dtypes=NUMERIC_TYPES)
+@table.kernel("EQ", dtypes=(*ALL_NUMERIC_TYPES, BOOL))
+@table.kernel("LT", "GT", dtypes=ALL_NUMERIC_TYPES)
 @table.kernel("And", "Or", dtypes=(BOOL,))
 def binary(ctx: KernelContext) -> RunFn:
     op = ctx.op_type

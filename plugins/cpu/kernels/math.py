@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from kaffa.dtypes import FLOAT_TYPES, NUMERIC_TYPES
+from kaffa.dtypes import ALL_NUMERIC_TYPES, FLOAT_TYPES, NUMERIC_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
 from kaffa.ops.math import legacy_b_shape
 from kaffa.schema import check, norm_axis
@@ -47,7 +47,7 @@ def reduce_to(x: np.ndarray, shape: tuple[int, ...], axis: int = -1) -> np.ndarr
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.true_divide}
 
 
-@table.kernel(*_BINARY, dtypes=NUMERIC_TYPES)
+@table.kernel(*_BINARY, dtypes=ALL_NUMERIC_TYPES)
 def binary(ctx: KernelContext) -> RunFn:
     op = ctx.op_type
     fn = _BINARY[op]
@@ -108,7 +108,7 @@ def matmul(ctx: KernelContext) -> RunFn:
     return run
 
 
-@table.kernel("Max", "Min", dtypes=NUMERIC_TYPES)
+@table.kernel("Max", "Min", dtypes=ALL_NUMERIC_TYPES)
 def extreme(ctx: KernelContext) -> RunFn:
     op = ctx.op_type
     fn = np.maximum if op == "Max" else np.minimum

@@ -396,7 +396,8 @@ def _pool(ctx: KernelContext, combine: np.ufunc, pad_value: float, average: bool
             win = windows[nsp] = Window.from_args(args, nsp)
         sizes = tuple(x.shape[first : first + nsp])
         outs, begins, ends = _resolve(win, sizes)
-        xp = _pad(x, first, begins, ends, pad_value, work_dtype(x.dtype))
+        pad = pad_value if x.dtype.kind == "f" or average else np.iinfo(x.dtype).min
+        xp = _pad(x, first, begins, ends, pad, work_dtype(x.dtype))
         taps = _tap_slices(win, outs, first, x.ndim)
         y = xp[taps[0]].copy()
         for tap in taps[1:]:
@@ -409,9 +410,9 @@ def _pool(ctx: KernelContext, combine: np.ufunc, pad_value: float, average: bool
     return run
 
 
-@table.kernel("MaxPool", dtypes=FLOAT_TYPES)
+@table.kernel("MaxPool", dtypes=(*FLOAT_TYPES, np.dtype(np.int8), np.dtype(np.uint8)))
 def max_pool(ctx: KernelContext) -> RunFn:
-    return _pool(ctx, np.maximum, -np.inf, average=False)  # -inf padding never wins
+    return _pool(ctx, np.maximum, -np.inf, average=False)  # -inf padding never wins (int: the minimum)
 
 
 @table.kernel("AveragePool", dtypes=FLOAT_TYPES)

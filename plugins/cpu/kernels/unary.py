@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from kaffa.dtypes import ALL_TYPES, FLOAT_TYPES, NUMERIC_TYPES
+from kaffa.dtypes import ALL_NUMERIC_TYPES, ALL_TYPES, BOOL, FLOAT_TYPES, NUMERIC_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
 from kaffa.ops.math import legacy_b_shape
 from kaffa.schema import check
@@ -79,7 +79,7 @@ def _bounds(dtype: np.dtype, lo: float, hi: float) -> tuple[np.generic, np.gener
     return dtype.type(max(lo, float(finfo.min))), dtype.type(min(hi, float(finfo.max)))
 
 
-@table.kernel("Clip", dtypes=NUMERIC_TYPES)
+@table.kernel("Clip", dtypes=ALL_NUMERIC_TYPES)
 def clip(ctx: KernelContext) -> RunFn:
     lo, hi = ctx.args["min"], ctx.args["max"]
     bounds: dict[np.dtype, tuple[np.generic, np.generic]] = {}
@@ -107,7 +107,21 @@ def _check_broadcast(op: str, x: np.ndarray, e: np.ndarray) -> tuple[int, ...]:
         raise  # unreachable: check raised
 
 
-@table.kernel("Pow", dtypes=FLOAT_TYPES)
+def _int_power(x: np.ndarray, e: np.ndarray | float) -> np.ndarray:
+    """Integer X: exact integer powers for integral exponents >= 0 (wrapping on overflow, as C's
+    integer arithmetic does); otherwise the float64 power truncated toward zero ((int)pow(x, e))."""
+    ea = np.asarray(e)
+    integral = ea.dtype.kind in "iu" or bool(np.all(ea == np.trunc(ea)))
+    if integral and bool(np.all(ea >= 0)):
+        return np.power(x, ea.astype(x.dtype))
+    with np.errstate(all="ignore"):
+        y = np.trunc(np.power(x.astype(np.float64), ea.astype(np.float64)))
+        # Out-of-range results (x = 0 to a negative power: inf) have no integer value; 0 like numpy.
+        y = np.where(np.isfinite(y), y, 0)
+    return y.astype(x.dtype)
+
+
+@table.kernel("Pow", dtypes=NUMERIC_TYPES)
 def pow_(ctx: KernelContext) -> RunFn:
     exponent = ctx.args["exponent"]
     legacy, axis = bool(ctx.args["broadcast"]), int(ctx.args["axis"])
@@ -115,18 +129,20 @@ def pow_(ctx: KernelContext) -> RunFn:
     def run(x: np.ndarray, e: np.ndarray | None = None) -> tuple[np.ndarray]:
         if e is None:
             check(exponent is not None, "Pow: give the exponent as the `exponent` argument or as input 1")
-            y = np.power(_wide(x), exponent)
+            ev = exponent
         else:
             check(exponent is None, "Pow: give the exponent either as the `exponent` argument or as input 1")
             ev = _legacy_view("Pow", x, e, legacy, axis)
             _check_broadcast("Pow", x, ev)
-            y = np.power(_wide(x), _wide(ev))
+        if x.dtype.kind in "iu":
+            return (np.asarray(_int_power(x, ev)),)
+        y = np.power(_wide(x), ev if e is None else _wide(ev))
         return (np.asarray(y).astype(x.dtype, copy=False),)
 
     return run
 
 
-@table.kernel("Cast", dtypes=ALL_TYPES)
+@table.kernel("Cast", dtypes=(*ALL_NUMERIC_TYPES, BOOL))
 def cast(ctx: KernelContext) -> RunFn:
     to = np.dtype(ctx.args["to"])
 
