@@ -11,7 +11,7 @@ float32 and rounded once at the end.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -20,8 +20,20 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from kaffa.dtypes import FLOAT_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
+from kaffa.launch.nn import (
+    channels,
+    check_dy,
+    conv_filter,
+    fc_dims,
+    fc_gradient_dims,
+    filter_window,
+    layout,
+    spatial_sizes,
+    transpose_filter,
+)
+from kaffa.launch.pool import check_pads, check_pool_gradient
 from kaffa.ops.geometry import Window, split_pads
-from kaffa.schema import check, norm_axis
+from kaffa.schema import check
 
 table = KernelTable("cpu")
 
@@ -51,15 +63,7 @@ def fc(ctx: KernelContext) -> RunFn:
     axis, axis_w = ctx.args["axis"], ctx.args["axis_w"]
 
     def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> tuple[np.ndarray]:
-        ax = norm_axis(axis, x.ndim, "FC")
-        aw = norm_axis(axis_w, w.ndim, "FC", "axis_w")
-        m, k = _prod(x.shape[:ax]), _prod(x.shape[ax:])
-        n, k_w = _prod(w.shape[:aw]), _prod(w.shape[aw:])
-        check(
-            k == k_w,
-            f"FC: X {list(x.shape)} flattened at axis {ax} has {k} columns but W {list(w.shape)} "
-            f"flattened at axis_w {aw} has {k_w}",
-        )
+        ax, _, m, k, n = fc_dims(x, w, axis, axis_w)
         wt = work_dtype(x.dtype)
         y = np.matmul(x.reshape(m, k).astype(wt, copy=False), w.reshape(n, k).astype(wt, copy=False).T)
         if b is not None:
@@ -236,50 +240,6 @@ def _to_order(a: np.ndarray, nchw: bool, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=dtype)
 
 
-def _channels(x: np.ndarray, nchw: bool) -> int:
-    return x.shape[1] if nchw else x.shape[-1]
-
-
-def _sizes(x: np.ndarray, nchw: bool) -> tuple[int, ...]:
-    return tuple(x.shape[2:] if nchw else x.shape[1:-1])
-
-
-def _conv_filter(
-    op: str, x: np.ndarray, w: np.ndarray, nchw: bool, group: int
-) -> tuple[int, int, tuple[int, ...]]:
-    """Checks Conv's X against its filter; returns (M, C/group, kernel shape)."""
-    check(
-        x.ndim >= 3 and w.ndim == x.ndim,
-        f"{op}: X {list(x.shape)} needs a batch, a channel and a spatial axis, and the filter "
-        f"{list(w.shape)} the same rank",
-    )
-    c = _channels(x, nchw)
-    m, cg, kern = w.shape[0], _channels(w, nchw), _sizes(w, nchw)
-    check(
-        c == cg * group and m % group == 0,
-        f"{op}: X has {c} channels and the filter {list(w.shape)} has {m} outputs x {cg} channels "
-        f"per group; with group={group} X needs {cg * group} channels and outputs must divide",
-    )
-    return m, cg, kern
-
-
-def _filter_window(
-    op: str, args: Mapping[str, Any], kern: tuple[int, ...], cache: dict[tuple[int, ...], Window]
-) -> Window:
-    """The window of a filter of spatial shape ``kern``, checked against a kernel argument."""
-    win = cache.get(kern)
-    if win is None:
-        if args.get("kernels"):
-            declared = Window.from_args(args, len(kern)).kernels
-            check(
-                declared == kern,
-                f"{op}: kernel argument {list(declared)} does not match the filter's spatial "
-                f"shape {list(kern)}",
-            )
-        win = cache[kern] = Window.from_args(args, len(kern), kernels=kern)
-    return win
-
-
 @table.kernel("Conv", dtypes=FLOAT_TYPES)
 def conv(ctx: KernelContext) -> RunFn:
     args = ctx.args
@@ -288,12 +248,12 @@ def conv(ctx: KernelContext) -> RunFn:
     windows: dict[tuple[int, ...], Window] = {}
 
     def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> tuple[np.ndarray]:
-        m, cg, kern = _conv_filter("Conv", x, w, nchw, group)
+        m, cg, kern = conv_filter("Conv", x, w, nchw, group)
         nsp = x.ndim - 2
-        n, c, sizes = x.shape[0], _channels(x, nchw), _sizes(x, nchw)
+        n, c, sizes = x.shape[0], channels(x, nchw), spatial_sizes(x, nchw)
         if b is not None:
             check(b.size == m, f"Conv: bias has {b.size} elements for {m} output channels")
-        win = _filter_window("Conv", args, kern, windows)
+        win = filter_window("Conv", args, kern, windows)
         outs, begins, ends = _resolve(win, tuple(sizes))
         wt = work_dtype(x.dtype)
         if nchw:
@@ -428,15 +388,7 @@ def fc_gradient(ctx: KernelContext) -> RunFn:
     axis, axis_w, n_out = ctx.args["axis"], ctx.args["axis_w"], ctx.num_outputs
 
     def run(x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
-        ax = norm_axis(axis, x.ndim, "FCGradient")
-        aw = norm_axis(axis_w, w.ndim, "FCGradient", "axis_w")
-        m, k = _prod(x.shape[:ax]), _prod(x.shape[ax:])
-        n = _prod(w.shape[:aw])
-        check(
-            _prod(w.shape[aw:]) == k and dy.shape == (*x.shape[:ax], n),
-            f"FCGradient: X {list(x.shape)} (axis {ax}), W {list(w.shape)} (axis_w {aw}) and "
-            f"dY {list(dy.shape)} do not fit: dY must be {[*x.shape[:ax], n]}",
-        )
+        _, _, m, k, n = fc_gradient_dims(x, w, dy, axis, axis_w)
         wt = work_dtype(x.dtype)
         d = dy.reshape(m, n).astype(wt, copy=False)
         dw = (d.T @ x.reshape(m, k).astype(wt, copy=False)).reshape(w.shape)
@@ -449,10 +401,6 @@ def fc_gradient(ctx: KernelContext) -> RunFn:
     return run
 
 
-def _check_dy(op: str, dy: np.ndarray, want: tuple[int, ...]) -> None:
-    check(dy.shape == want, f"{op}: dY has shape {list(dy.shape)}, the forward output {list(want)}")
-
-
 @table.kernel("ConvGradient", dtypes=FLOAT_TYPES)
 def conv_gradient(ctx: KernelContext) -> RunFn:
     args = ctx.args
@@ -463,11 +411,11 @@ def conv_gradient(ctx: KernelContext) -> RunFn:
     windows: dict[tuple[int, ...], Window] = {}
 
     def run(x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
-        m, _, kern = _conv_filter("ConvGradient", x, w, nchw, group)
-        win = _filter_window("ConvGradient", args, kern, windows)
-        sizes = _sizes(x, nchw)
+        m, _, kern = conv_filter("ConvGradient", x, w, nchw, group)
+        win = filter_window("ConvGradient", args, kern, windows)
+        sizes = spatial_sizes(x, nchw)
         outs, begins, ends = _resolve(win, sizes)
-        _check_dy("ConvGradient", dy, _layout(x.shape[0], m, outs, nchw))
+        check_dy("ConvGradient", dy, layout(x.shape[0], m, outs, nchw))
         wt = work_dtype(x.dtype)
         x_cf, w_cf, dy_cf = _cf(x, nchw), _cf(w, nchw), _cf(dy, nchw)
         out = [_to_order(_conv_filter_grad_cf(x_cf, dy_cf, group, win, begins, ends, wt), nchw, x.dtype)]
@@ -481,33 +429,11 @@ def conv_gradient(ctx: KernelContext) -> RunFn:
     return run
 
 
-def _layout(n: int, c: int, spatial: Sequence[int], nchw: bool) -> tuple[int, ...]:
-    return (n, c, *spatial) if nchw else (n, *spatial, c)
-
-
 @lru_cache(maxsize=256)
 def _transpose_resolve(
     win: Window, sizes: tuple[int, ...], adjs: tuple[int, ...]
 ) -> tuple[tuple[int, ...], ...]:
     return win.transpose_resolve(sizes, adjs)
-
-
-def _transpose_filter(
-    op: str, x: np.ndarray, w: np.ndarray, nchw: bool, group: int
-) -> tuple[int, tuple[int, ...]]:
-    """Checks ConvTranspose's X against its filter [C, M/g, *K]; returns (M, kernel shape)."""
-    check(
-        x.ndim >= 3 and w.ndim == x.ndim,
-        f"{op}: X {list(x.shape)} needs a batch, a channel and a spatial axis, and the filter "
-        f"{list(w.shape)} the same rank",
-    )
-    c = _channels(x, nchw)
-    check(
-        w.shape[0] == c and c % group == 0,
-        f"{op}: X has {c} channels, the filter {list(w.shape)} is for {w.shape[0]}; with group={group} "
-        "the channels must also divide into the groups",
-    )
-    return _channels(w, nchw) * group, _sizes(w, nchw)
 
 
 @table.kernel("ConvTranspose", dtypes=FLOAT_TYPES)
@@ -520,11 +446,11 @@ def conv_transpose(ctx: KernelContext) -> RunFn:
     windows: dict[tuple[int, ...], Window] = {}
 
     def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> tuple[np.ndarray]:
-        m, kern = _transpose_filter("ConvTranspose", x, w, nchw, group)
+        m, kern = transpose_filter("ConvTranspose", x, w, nchw, group)
         if b is not None:
             check(b.size == m, f"ConvTranspose: bias has {b.size} elements for {m} output channels")
-        win = _filter_window("ConvTranspose", args, kern, windows)
-        outs, begins, ends = _transpose_resolve(win, _sizes(x, nchw), adjs)
+        win = filter_window("ConvTranspose", args, kern, windows)
+        outs, begins, ends = _transpose_resolve(win, spatial_sizes(x, nchw), adjs)
         wt = work_dtype(x.dtype)
         y = _conv_adjoint_cf(_cf(x, nchw), _cf(w, nchw), group, win, outs, begins, ends, wt)
         if b is not None:
@@ -545,11 +471,11 @@ def conv_transpose_gradient(ctx: KernelContext) -> RunFn:
     windows: dict[tuple[int, ...], Window] = {}
 
     def run(x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
-        m, kern = _transpose_filter("ConvTransposeGradient", x, w, nchw, group)
-        win = _filter_window("ConvTransposeGradient", args, kern, windows)
-        sizes = _sizes(x, nchw)
+        m, kern = transpose_filter("ConvTransposeGradient", x, w, nchw, group)
+        win = filter_window("ConvTransposeGradient", args, kern, windows)
+        sizes = spatial_sizes(x, nchw)
         outs, begins, ends = _transpose_resolve(win, sizes, adjs)
-        _check_dy("ConvTransposeGradient", dy, _layout(x.shape[0], m, outs, nchw))
+        check_dy("ConvTransposeGradient", dy, layout(x.shape[0], m, outs, nchw))
         wt = work_dtype(x.dtype)
         x_cf, w_cf, dy_cf = _cf(x, nchw), _cf(w, nchw), _cf(dy, nchw)
         # Y = adjoint(X): dW correlates dY (the big side) with X, dX convolves dY with W.
@@ -577,11 +503,7 @@ def _pool_gradient(ctx: KernelContext, average: bool) -> RunFn:
     name = ctx.op_type
 
     def shapes(x: np.ndarray, y: np.ndarray, dy: np.ndarray, outs: Sequence[int]) -> None:
-        want = _layout(x.shape[0], _channels(x, nchw), outs, nchw)
-        check(
-            y.shape == want and dy.shape == want,
-            f"{name}: Y {list(y.shape)} and dY {list(dy.shape)} must both be the pooled shape {list(want)}",
-        )
+        check_pool_gradient(name, y, dy, layout(x.shape[0], channels(x, nchw), outs, nchw))
 
     if args["global_pooling"]:
 
@@ -590,7 +512,7 @@ def _pool_gradient(ctx: KernelContext, average: bool) -> RunFn:
             shapes(x, y, dy, (1,) * (x.ndim - 2))
             wt = work_dtype(x.dtype)
             if average:
-                dx = np.broadcast_to(dy.astype(wt) / (x.size // (x.shape[0] * _channels(x, nchw))), x.shape)
+                dx = np.broadcast_to(dy.astype(wt) / (x.size // (x.shape[0] * channels(x, nchw))), x.shape)
             else:
                 dx = np.where(x == y, dy, 0)
             return (np.array(dx, dtype=x.dtype),)
@@ -655,15 +577,6 @@ def _pad_setup(ctx: KernelContext) -> tuple[int, str, Any]:
     return first, args["mode"], args["pads"]
 
 
-def _check_pads(op: str, mode: str, sizes: Sequence[int], begins: Sequence[int], ends: Sequence[int]) -> None:
-    if mode == "reflect":
-        check(
-            all(max(b, e) < s for s, b, e in zip(sizes, begins, ends)),
-            f"{op}: reflect padding by {list(begins)}+{list(ends)} needs every spatial size above "
-            f"its pads, got sizes {list(sizes)}",
-        )
-
-
 @table.kernel("PadImage", dtypes=FLOAT_TYPES)
 def pad_image(ctx: KernelContext) -> RunFn:
     first, mode, pads = _pad_setup(ctx)
@@ -673,7 +586,7 @@ def pad_image(ctx: KernelContext) -> RunFn:
         _check_rank("PadImage", x)
         nsp = x.ndim - 2
         begins, ends = split_pads(pads, nsp)
-        _check_pads("PadImage", mode, x.shape[first : first + nsp], begins, ends)
+        check_pads("PadImage", mode, x.shape[first : first + nsp], begins, ends)
         width = [(0, 0)] * x.ndim
         for i, (b, e) in enumerate(zip(begins, ends)):
             width[first + i] = (b, e)
@@ -699,7 +612,7 @@ def pad_image_gradient(ctx: KernelContext) -> RunFn:
             all(s > 0 for s in sizes),
             f"PadImageGradient: dY {list(dy.shape)} is not larger than the pads {list(begins)}+{list(ends)}",
         )
-        _check_pads("PadImageGradient", mode, sizes, begins, ends)
+        check_pads("PadImageGradient", mode, sizes, begins, ends)
         wt = work_dtype(dy.dtype)
         g = dy.astype(wt, copy=True) if mode != "constant" else dy
         for i, (b, e, size) in enumerate(zip(begins, ends, sizes)):

@@ -4,16 +4,12 @@ Every kernel computes in float32 and rounds once on store (wgsl/activation.wgsl)
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.launch import split_at
-from kaffa.ops.activation import prelu_channels
-from kaffa.schema import check, norm_axis
+from kaffa.launch.elementwise import prelu_layout, same_shape, softmax_rows
 from kaffa_metal.kernels.common import FLOATS, WG, empty, kernel
-from kaffa_metal.kernels.elementwise import SumTo, grad_map, same_shape, unary_map
+from kaffa_metal.kernels.elementwise import SumTo, grad_map, unary_map
 
 table = KernelTable("metal")
 
@@ -63,7 +59,7 @@ def softmax(ctx: KernelContext) -> RunFn:
     axis = ctx.args["axis"]
 
     def run(x):
-        rows, n = split_at(x.shape, norm_axis(axis, x.ndim, "Softmax"))
+        rows, n = softmax_rows("Softmax", x.shape, axis)
         y = empty(k.dev, x.shape, x.dtype)
         k(rows * WG, x, y, params=[rows, n])  # a workgroup per row
         return (y,)
@@ -78,28 +74,12 @@ def softmax_gradient(ctx: KernelContext) -> RunFn:
 
     def run(y, dy):
         same_shape("SoftmaxGradient", y, dy)
-        rows, n = split_at(y.shape, norm_axis(axis, y.ndim, "SoftmaxGradient"))
+        rows, n = softmax_rows("SoftmaxGradient", y.shape, axis)
         dx = empty(k.dev, dy.shape, dy.dtype)
         k(rows * WG, y, dy, dx, params=[rows, n])
         return (dx,)
 
     return run
-
-
-def _slope_layout(op: str, x: Any, slope: Any, order: str) -> tuple[int, int, tuple[int, ...]]:
-    """(inner, c, padded): X's element i uses slope[(i // inner) % c]; ``padded`` is the slope's
-    shape lined up with X's dims (1s elsewhere), for summing the slope gradient."""
-    if slope.size == 1:
-        return 1, 1, (1,) * x.ndim
-    c = prelu_channels(op, x.shape, order)
-    check(
-        slope.size == c,
-        f"{op}: slope {list(slope.shape)} must have 1 or C={c} elements for X {list(x.shape)} "
-        f"(order {order})",
-    )
-    if order == "NCHW":
-        return int(np.prod(x.shape[2:], dtype=np.int64)), c, (1, c) + (1,) * (x.ndim - 2)
-    return 1, c, (1,) * (x.ndim - 1) + (c,)
 
 
 @table.kernel("PRelu", dtypes=FLOATS)
@@ -108,7 +88,8 @@ def prelu(ctx: KernelContext) -> RunFn:
     order = ctx.args["order"]
 
     def run(x, slope):
-        inner, c, _ = _slope_layout("PRelu", x, slope, order)
+        _, c, inner, _ = prelu_layout("PRelu", x.shape, slope.shape, order)
+        inner = inner if c > 1 else 1  # a shared slope: any inner reads slope[0]
         y = empty(k.dev, x.shape, x.dtype)
         k(x.size, x, slope, y, params=[x.size, inner, c])
         return (y,)
@@ -124,7 +105,8 @@ def prelu_gradient(ctx: KernelContext) -> RunFn:
 
     def run(y, dy, x, slope):
         same_shape("PReluGradient", x, dy, "X")
-        inner, c, padded = _slope_layout("PReluGradient", x, slope, order)
+        _, c, inner, padded = prelu_layout("PReluGradient", x.shape, slope.shape, order)
+        inner = inner if c > 1 else 1
         dx = empty(k.dev, dy.shape, dy.dtype)
         contrib = empty(k.dev, dy.shape, np.float32)
         k(dy.size, x, dy, slope, dx, contrib, params=[dy.size, inner, c])

@@ -10,13 +10,12 @@ gives NaN. Class labels must be int32 (int64 cannot live on metal).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.schema import check, norm_axis
+from kaffa.launch import loss as shared
 from kaffa_metal.kernels.common import FLOATS, WG, Launcher, empty, kernel
 
 table = KernelTable("metal")
@@ -61,42 +60,17 @@ def _by_rows(k: Launcher, n: int, d: int, *arrays: Any) -> None:
     k(-(-n // (WG // lanes)) * WG, *arrays, params=[n, d, lanes])
 
 
-def _rows(x) -> tuple[int, int]:
-    """Cross-entropy view: [N, D] with N = dim 0 (1 for a 1-D X)."""
-    if x.ndim > 1:
-        return x.shape[0], math.prod(x.shape[1:])
-    return 1, x.shape[0]
-
-
-def _check_labels(op: str, t, n: int) -> None:
-    check(t.size == n, f"{op}: {t.size} labels for {n} rows")
-
-
 # -- SoftmaxWithLoss -------------------------------------------------------------------------------
 
 
 def _softmax_loss_setup(ctx: KernelContext, *entries: str):
     a = ctx.args
-    weighted = ctx.num_inputs == (3 if ctx.op_type == "SoftmaxWithLoss" else 5)
+    weighted = shared.softmax_loss_weighted(ctx)
     label_prob = bool(a["label_prob"])
     # Probability labels have T's type; class indices I's.
     consts = dict(LABEL_PROB=label_prob, WEIGHTED=weighted, TL=ctx.dtype if label_prob else I32)
     ks = [_Kernels(ctx, e, **consts) for e in entries]
     return a["axis"], label_prob, float(a["scale"]), ks
-
-
-def _split(op: str, x, axis: int) -> tuple[int, int]:
-    ax = norm_axis(axis, x.ndim, op)
-    return math.prod(x.shape[:ax]), math.prod(x.shape[ax:])
-
-
-def _softmax_loss_inputs(op: str, label_prob: bool, t, w, n: int, d: int) -> None:
-    if w is not None:
-        check(w.size == n, f"{op}: {w.size} weights for {n} rows")
-    if label_prob:
-        check(t.size == n * d, f"{op}: probability labels {list(t.shape)} do not match X as [{n}, {d}]")
-    else:
-        _check_labels(op, t, n)
 
 
 @table.kernel("SoftmaxWithLoss", dtypes=FLOATS, supports=_int32_labels)
@@ -108,8 +82,8 @@ def softmax_with_loss(ctx: KernelContext) -> RunFn:
     rows, total = rows_k(), total_k()
 
     def run(x, t, w=None):
-        n, d = _split(op, x, axis)
-        _softmax_loss_inputs(op, label_prob, t, w, n, d)
+        n, d = shared.softmax_loss_rows(op, x, axis)
+        shared.check_softmax_loss_inputs(op, label_prob, t, w, n, d)
         p, loss = empty(rows.dev, x.shape, x.dtype), empty(rows.dev, (), x.dtype)
         row_loss = empty(rows.dev, (max(n, 1),), F32)
         if n * d:
@@ -132,10 +106,9 @@ def softmax_with_loss_gradient(ctx: KernelContext) -> RunFn:
 
     def run(x, t, *rest):
         w, p, dloss = rest if weighted else (None, *rest)
-        n, d = _split(op, x, axis)
-        check(p.shape == x.shape, f"{op}: P {list(p.shape)} must have X's shape {list(x.shape)}")
-        check(dloss.size == 1, f"{op}: the loss gradient must be a scalar, got shape {list(dloss.shape)}")
-        _softmax_loss_inputs(op, label_prob, t, w, n, d)
+        n, d = shared.softmax_loss_rows(op, x, axis)
+        shared.check_softmax_loss_grad(op, x, p, dloss)
+        shared.check_softmax_loss_inputs(op, label_prob, t, w, n, d)
         factor, dx = empty(grad.dev, (1,), F32), empty(grad.dev, x.shape, x.dtype)
         ww = p if w is None else w  # a stand-in when unweighted
         factor_k(G=dloss.dtype)(WG, ww, dloss, factor, params=[n, scale])
@@ -154,8 +127,8 @@ def label_cross_entropy(ctx: KernelContext) -> RunFn:
     op, k = ctx.op_type, _Kernels(ctx, "label_xent")()
 
     def run(x, t):
-        n, d = _rows(x)
-        _check_labels(op, t, n)
+        n, d = shared.xent_rows(x)
+        shared.check_labels(op, t, n)
         y = empty(k.dev, (n,), x.dtype)
         k(n, x, t, y, params=[n, d])
         return (y,)
@@ -168,9 +141,9 @@ def label_cross_entropy_gradient(ctx: KernelContext) -> RunFn:
     op, k = ctx.op_type, _Kernels(ctx, "label_xent_grad")()
 
     def run(x, t, dy):
-        n, d = _rows(x)
-        check(dy.size == n, f"{op}: dY has {dy.size} elements for {n} rows")
-        _check_labels(op, t, n)
+        n, d = shared.xent_rows(x)
+        shared.check_row_grad(op, dy, n)
+        shared.check_labels(op, t, n)
         dx = empty(k.dev, x.shape, x.dtype)
         k(x.size, x, t, dy, dx, params=[x.size, d])
         return (dx,)
@@ -178,17 +151,13 @@ def label_cross_entropy_gradient(ctx: KernelContext) -> RunFn:
     return run
 
 
-def _soft_labels(op: str, t, n: int, d: int) -> None:
-    check(t.size == n * d, f"{op}: labels {list(t.shape)} do not match X as [{n}, {d}]")
-
-
 @table.kernel("CrossEntropy", dtypes=FLOATS)
 def cross_entropy(ctx: KernelContext) -> RunFn:
     op, k = ctx.op_type, _Kernels(ctx, "xent")()
 
     def run(x, t):
-        n, d = _rows(x)
-        _soft_labels(op, t, n, d)
+        n, d = shared.xent_rows(x)
+        shared.check_soft_labels(op, t, n, d)
         y = empty(k.dev, (n,), x.dtype)
         _by_rows(k, n, d, x, t, y)
         return (y,)
@@ -201,9 +170,9 @@ def cross_entropy_gradient(ctx: KernelContext) -> RunFn:
     op, k = ctx.op_type, _Kernels(ctx, "xent_grad")()
 
     def run(x, t, dy):
-        n, d = _rows(x)
-        check(dy.size == n, f"{op}: dY has {dy.size} elements for {n} rows")
-        _soft_labels(op, t, n, d)
+        n, d = shared.xent_rows(x)
+        shared.check_row_grad(op, dy, n)
+        shared.check_soft_labels(op, t, n, d)
         dx = empty(k.dev, x.shape, x.dtype)
         k(x.size, x, t, dy, dx, params=[x.size, d])
         return (dx,)
@@ -214,21 +183,12 @@ def cross_entropy_gradient(ctx: KernelContext) -> RunFn:
 # -- SigmoidCrossEntropyWithLogits -----------------------------------------------------------------
 
 
-def _sigmoid_xent_mode(ctx: KernelContext) -> int:
-    return 1 if ctx.args["log_D_trick"] else 2 if ctx.args["unjoined_lr_loss"] else 0
-
-
-def _same_logits(op: str, x, t) -> None:
-    check(x.shape == t.shape, f"{op}: logits {list(x.shape)} and targets {list(t.shape)} differ")
-
-
 @table.kernel("SigmoidCrossEntropyWithLogits", dtypes=FLOATS)
 def sigmoid_cross_entropy_with_logits(ctx: KernelContext) -> RunFn:
-    op, k = ctx.op_type, _Kernels(ctx, "sigmoid_xent", MODE=_sigmoid_xent_mode(ctx))()
+    op, k = ctx.op_type, _Kernels(ctx, "sigmoid_xent", MODE=shared.sigmoid_xent_mode(ctx))()
 
     def run(x, t):
-        _same_logits(op, x, t)
-        inner = x.shape[-1] if x.ndim else 1
+        inner = shared.sigmoid_xent_inner(op, x, t)
         y = empty(k.dev, x.shape[:-1], x.dtype)
         if x.size:
             _by_rows(k, y.size, inner, x, t, y)
@@ -239,12 +199,11 @@ def sigmoid_cross_entropy_with_logits(ctx: KernelContext) -> RunFn:
 
 @table.kernel("SigmoidCrossEntropyWithLogitsGradient", dtypes=FLOATS)
 def sigmoid_cross_entropy_with_logits_gradient(ctx: KernelContext) -> RunFn:
-    op, k = ctx.op_type, _Kernels(ctx, "sigmoid_xent_grad", MODE=_sigmoid_xent_mode(ctx))()
+    op, k = ctx.op_type, _Kernels(ctx, "sigmoid_xent_grad", MODE=shared.sigmoid_xent_mode(ctx))()
 
     def run(dy, x, t):
-        _same_logits(op, x, t)
-        inner = x.shape[-1] if x.ndim else 1
-        check(dy.size * inner == x.size, f"{op}: dY {list(dy.shape)} does not match logits {list(x.shape)}")
+        inner = shared.sigmoid_xent_inner(op, x, t)
+        shared.check_sigmoid_xent_grad(op, dy, x, inner)
         dx = empty(k.dev, x.shape, x.dtype)
         k(x.size, dy, x, t, dx, params=[x.size, inner])
         return (dx,)
@@ -260,7 +219,7 @@ def averaged_loss(ctx: KernelContext) -> RunFn:
     k = _Kernels(ctx, "averaged_loss")()
 
     def run(x):
-        check(x.size > 0, f"AveragedLoss: the mean of an empty X {list(x.shape)} is undefined")
+        shared.check_averaged_loss(x)
         y = empty(k.dev, (), x.dtype)
         k(WG, x, y, params=[x.size])
         return (y,)
@@ -273,7 +232,7 @@ def averaged_loss_gradient(ctx: KernelContext) -> RunFn:
     ks = _Kernels(ctx, "averaged_loss_grad")
 
     def run(x, dy):
-        check(dy.size == 1, f"AveragedLossGradient: dY must be a scalar, got shape {list(dy.shape)}")
+        shared.check_averaged_loss_grad(dy)
         dx = empty(ks.dev, x.shape, x.dtype)
         ks(G=dy.dtype)(x.size, dy, dx, params=[x.size])
         return (dx,)
@@ -284,18 +243,12 @@ def averaged_loss_gradient(ctx: KernelContext) -> RunFn:
 # -- SquaredL2Distance -----------------------------------------------------------------------------
 
 
-def _l2_rows(op: str, x, y) -> tuple[int, int]:
-    check(x.shape == y.shape, f"{op}: X {list(x.shape)} and Y {list(y.shape)} must have the same shape")
-    n = x.shape[0] if x.ndim else 1
-    return n, x.size // n if n else 0
-
-
 @table.kernel("SquaredL2Distance", dtypes=FLOATS)
 def squared_l2_distance(ctx: KernelContext) -> RunFn:
     op, k = ctx.op_type, _Kernels(ctx, "l2_distance")()
 
     def run(x, y):
-        n, d = _l2_rows(op, x, y)
+        n, d = shared.l2_rows(op, x, y)
         z = empty(k.dev, (n,), x.dtype)
         if n:
             _by_rows(k, n, d, x, y, z)
@@ -309,8 +262,8 @@ def squared_l2_distance_gradient(ctx: KernelContext) -> RunFn:
     op, k = ctx.op_type, _Kernels(ctx, "l2_distance_grad")()
 
     def run(x, y, dd):
-        n, d = _l2_rows(op, x, y)
-        check(dd.size == n, f"{op}: dDistance has {dd.size} elements for {n} rows")
+        n, d = shared.l2_rows(op, x, y)
+        shared.check_l2_grad(op, dd, n)
         dx, dy = empty(k.dev, x.shape, x.dtype), empty(k.dev, x.shape, x.dtype)
         k(x.size, x, y, dd, dx, dy, params=[x.size, d])
         return dx, dy
@@ -327,10 +280,7 @@ def accuracy(ctx: KernelContext) -> RunFn:
     k = _Kernels(ctx, "accuracy")()
 
     def run(x, t):
-        check(x.ndim == 2, f"{op}: predictions must be 2-D [N, D], got {list(x.shape)}")
-        n, d = x.shape
-        check(t.ndim == 1 and t.size == n, f"{op}: labels must be [{n}], got {list(t.shape)}")
-        check(n > 0, f"{op}: the accuracy of an empty batch is undefined")
+        n, d = shared.accuracy_rows(op, x, t)
         out = empty(k.dev, (), F32)
         k(WG, x, t, out, params=[n, d, min(top_k, 2**32 - 1)])
         return (out,)

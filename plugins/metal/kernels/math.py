@@ -2,22 +2,20 @@
 DivGradient, MaxGradient, MinGradient, MeanGradient, WeightedSumGradient (wgsl/math.wgsl).
 MatMul and BatchMatMul live with the GEMM in blas.py.
 
-Shared with other families: ``binary_geometry`` (output shape and parameter table of a numpy or
-legacy broadcasting binary op) and ``sum_to`` (SumReduceLike: a gradient summed to an input's shape).
+Shared with other families: ``binary_params`` (output shape and parameter table of a numpy or
+legacy broadcasting binary op). Device-independent geometry and checks: kaffa.launch.math.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.launch import broadcast_geometry
-from kaffa.ops.math import broadcast_shapes, legacy_b_shape
-from kaffa.schema import check
+from kaffa.launch import math as shared
 from kaffa_metal.kernels.common import FLOATS, NUMERIC, Launcher, empty, kernel, words
 from kaffa_metal.kernels.reduce import RowReducer
 
@@ -40,17 +38,12 @@ def _params(n: int, geometry: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def binary_geometry(
+def binary_params(
     op: str, a_shape: tuple[int, ...], b_shape: tuple[int, ...], legacy: bool, axis: int
 ) -> tuple[tuple[int, ...], np.ndarray]:
     """(output shape, parameter table [n, broadcast_geometry(A, B)...]) of a binary op with numpy
-    broadcasting, or with Caffe2's legacy broadcast=1 (B matched inside A at ``axis``)."""
-    if legacy:
-        out = a_shape
-        geo = broadcast_geometry(a_shape, a_shape, legacy_b_shape(op, a_shape, b_shape, axis))
-    else:
-        out = tuple(int(d) for d in broadcast_shapes(op, a_shape, b_shape))
-        geo = broadcast_geometry(out, a_shape, b_shape)
+    broadcasting, or with Caffe2's legacy broadcast=1 (see kaffa.launch.math.binary_geometry)."""
+    out, geo = shared.binary_geometry(op, a_shape, b_shape, legacy, axis)
     return out, _params(int(np.prod(out, dtype=np.int64)), geo)
 
 
@@ -60,24 +53,12 @@ def binary(ctx: KernelContext) -> RunFn:
     k = _kernel(ctx, "binary", OP=_OPS[op])
 
     def run(a, b):
-        shape, params = binary_geometry(op, tuple(a.shape), tuple(b.shape), legacy, axis)
+        shape, params = binary_params(op, tuple(a.shape), tuple(b.shape), legacy, axis)
         c = empty(k.dev, shape, a.dtype)
         k(c.size, a, b, c, params=params)
         return (c,)
 
     return run
-
-
-def _same_shapes(op: str, xs: Sequence[Any]) -> None:
-    first = xs[0].shape
-    check(
-        all(x.shape == first for x in xs[1:]),
-        f"{op}: all inputs must have one shape, got {', '.join(str(list(x.shape)) for x in xs)}",
-    )
-
-
-def _work_dtype(dtype: Any) -> np.dtype:
-    return np.dtype(np.float32) if np.dtype(dtype) == np.float16 else np.dtype(dtype)
 
 
 @table.kernel("Mean", dtypes=FLOATS)
@@ -87,11 +68,11 @@ def variadic(ctx: KernelContext) -> RunFn:
     k = _kernel(ctx, "variadic", OP=_OPS[op])
 
     def run(*xs):
-        _same_shapes(op, xs)
+        shared.check_same_shapes(op, xs)
         x0, n = xs[0], xs[0].size
         y = empty(k.dev, x0.shape, x0.dtype)
         # Over CHUNK inputs: partial results in the arithmetic type (f16 rounds once at the end).
-        acc = y if len(xs) <= CHUNK else empty(k.dev, x0.shape, _work_dtype(x0.dtype))
+        acc = y if len(xs) <= CHUNK else empty(k.dev, x0.shape, shared.work_dtype(x0.dtype))
         div = float(len(xs) if op == "Mean" else 1)
         for s in range(0, len(xs), CHUNK):
             part = xs[s : s + CHUNK]
@@ -100,11 +81,6 @@ def variadic(ctx: KernelContext) -> RunFn:
         return (y,)
 
     return run
-
-
-def _check_weights(op: str, ws: Sequence[Any]) -> None:
-    for i, w in enumerate(ws):
-        check(w.size == 1, f"{op}: weight {i} must have one element, got shape {list(w.shape)}")
 
 
 def _by_weight_dtype(ctx: KernelContext, entry: str) -> Callable[[np.dtype], Launcher]:
@@ -125,20 +101,14 @@ def weighted_sum(ctx: KernelContext) -> RunFn:
 
     def run(*ins):
         xs, ws = ins[0::2], ins[1::2]
-        _same_shapes("WeightedSum", xs)
-        _check_weights("WeightedSum", ws)
+        shared.check_same_shapes("WeightedSum", xs)
+        shared.check_weights("WeightedSum", ws)
         x0, n = xs[0], xs[0].size
         # Chunks of up to PAIRS consecutive pairs whose weights share a dtype.
-        chunks, s = [], 0
-        while s < len(xs):
-            e = s + 1
-            while e < len(xs) and e - s < PAIRS and ws[e].dtype == ws[s].dtype:
-                e += 1
-            chunks.append((s, e))
-            s = e
+        chunks = shared.weight_chunks(ws, PAIRS)
         dev = get(ws[0].dtype).dev
         y = empty(dev, x0.shape, x0.dtype)
-        acc = y if len(chunks) == 1 else empty(dev, x0.shape, _work_dtype(x0.dtype))
+        acc = y if len(chunks) == 1 else empty(dev, x0.shape, shared.work_dtype(x0.dtype))
         for c, (s, e) in enumerate(chunks):
             pairs = [p for i in range(s, e) for p in (xs[i], ws[i])]
             pairs += [xs[s], ws[s]] * (PAIRS - (e - s))
@@ -149,23 +119,16 @@ def weighted_sum(ctx: KernelContext) -> RunFn:
 
 
 # -- gradient ops ----------------------------------------------------------------------------------
-def _broadcast_axes(shape: Sequence[int], padded: Sequence[int]) -> tuple[int, ...]:
-    """The dims of ``shape`` where ``padded`` (an operand's shape lined up with it) is broadcast."""
-    return tuple(k for k, (p, d) in enumerate(zip(padded, shape)) if p == 1 and d != 1)
-
-
-def sum_to(reducer: RowReducer, x: Any, shape: tuple[int, ...], axis: int = -1) -> Any:
-    """Sum ``x`` over the dims where ``shape`` (lined up with x's dims at ``axis``; -1: trailing, as
-    numpy broadcasting) is broadcast, giving ``shape``; ``reducer`` is a "sum" RowReducer."""
-    padded = legacy_b_shape("SumReduceLike", tuple(x.shape), shape, axis)
-    return reducer(x, _broadcast_axes(x.shape, padded), shape)
-
-
 @table.kernel("SumReduceLike", dtypes=FLOATS)
 def sum_reduce_like(ctx: KernelContext) -> RunFn:
     axis = int(ctx.args["axis"])
     reducer = RowReducer(ctx, "sum")
-    return lambda a, b: (sum_to(reducer, a, tuple(b.shape), axis),)
+
+    def run(a, b):
+        shape = tuple(b.shape)
+        return (reducer(a, shared.sum_to_axes(tuple(a.shape), shape, axis), shape),)
+
+    return run
 
 
 @table.kernel("DivGradient", dtypes=FLOATS)
@@ -177,21 +140,9 @@ def div_gradient(ctx: KernelContext) -> RunFn:
     reducer = RowReducer(ctx, "sum", dtype=np.float32, out_dtype=dt)
 
     def run(dc, a, b, c):
-        check(
-            c.shape == dc.shape, f"DivGradient: dC {list(dc.shape)} and C {list(c.shape)} must have one shape"
-        )
-        shape, a_shape, b_shape = tuple(dc.shape), tuple(a.shape), tuple(b.shape)
-        if legacy:
-            b_pad = legacy_b_shape("Div", shape, b_shape, axis)
-        else:
-            check(
-                broadcast_shapes("Div", shape, b_shape) == shape,
-                f"DivGradient: B {list(b_shape)} does not broadcast to dC {list(shape)}",
-            )
-            b_pad = b_shape
-        a_axes = _broadcast_axes(shape, legacy_b_shape("Div", shape, a_shape, -1))
-        b_axes = _broadcast_axes(shape, legacy_b_shape("Div", shape, b_shape, axis if legacy else -1))
-        params = _params(dc.size, broadcast_geometry(shape, b_pad))
+        shape, a_axes, b_axes, geo = shared.div_gradient_layout(dc, a, b, c, legacy, axis)
+        a_shape, b_shape = tuple(a.shape), tuple(b.shape)
+        params = _params(dc.size, geo)
         if not a_axes and not b_axes:  # no reduction: write the gradients in their own shapes
             da, db = empty(direct.dev, a_shape, dt), empty(direct.dev, b_shape, dt)
             direct(dc.size, dc, b, c, da, db, params=params)
@@ -209,7 +160,7 @@ def extreme_gradient(ctx: KernelContext) -> RunFn:
     k = _kernel(ctx, "select_equal")
 
     def run(y, dy, *xs):
-        _same_shapes(op, (y, dy, *xs))
+        shared.check_same_shapes(op, (y, dy, *xs))
         outs = tuple(empty(k.dev, dy.shape, dy.dtype) for _ in xs)
         for x, dx in zip(xs, outs):
             k(dx.size, x, y, dy, dx, params=[dx.size])
@@ -239,8 +190,8 @@ def weighted_sum_gradient(ctx: KernelContext) -> RunFn:
 
     def run(dy, *ins):
         xs, ws = ins[0::2], ins[1::2]
-        _same_shapes("WeightedSumGradient", (dy, *xs))
-        _check_weights("WeightedSumGradient", ws)
+        shared.check_same_shapes("WeightedSumGradient", (dy, *xs))
+        shared.check_weights("WeightedSumGradient", ws)
         dx = []
         for w in ws:
             k = get(w.dtype)

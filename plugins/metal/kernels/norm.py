@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.launch import split_at, split_axis
+from kaffa.launch import norm as shared
+from kaffa.launch import split_axis
 from kaffa.ops.norm import channel_axis
-from kaffa.schema import check, norm_axis
 from kaffa_metal.kernels.common import FLOATS, WG, empty, kernel
 from kaffa_metal.kernels.elementwise import holds_outputs
 
@@ -36,14 +36,6 @@ def _k(ctx: KernelContext, entry: str, scale_type: Any = None):
 # -- SpatialBN -------------------------------------------------------------------------------------
 
 
-def _bn_layout(op: str, x, order: str, **vectors) -> tuple[int, int, int]:
-    """(outer, C, inner) around the channel axis; checks that every vector is [C]."""
-    outer, c, inner = split_axis(x.shape, channel_axis(op, x.shape, order))
-    for name, v in vectors.items():
-        check(v.shape == (c,), f"{op}: {name} {list(v.shape)} must be [C] = [{c}] for X {list(x.shape)}")
-    return outer, c, inner
-
-
 @table.kernel("SpatialBN", dtypes=FLOATS)
 def spatial_bn(ctx: KernelContext) -> RunFn:
     eps, momentum, order = float(ctx.args["epsilon"]), float(ctx.args["momentum"]), ctx.args["order"]
@@ -57,15 +49,15 @@ def spatial_bn(ctx: KernelContext) -> RunFn:
         return y
 
     def run_test(x, scale, bias, mean, var):
-        _, c, inner = _bn_layout("SpatialBN", x, order, scale=scale, bias=bias, mean=mean, var=var)
+        _, c, inner = shared.bn_layout("SpatialBN", x, order, scale=scale, bias=bias, mean=mean, var=var)
         coef = empty(dev, (2 * c,), np.float32)
         test_coef(c, mean, var, coef, params=[c, eps])
         return (normalize(x, scale, bias, coef, c, inner),)
 
     def run_train(x, scale, bias, mean, var):
-        outer, c, inner = _bn_layout("SpatialBN", x, order, scale=scale, bias=bias, mean=mean, var=var)
+        outer, c, inner = shared.bn_layout("SpatialBN", x, order, scale=scale, bias=bias, mean=mean, var=var)
         m = outer * inner
-        check(m > 1, f"SpatialBN: training needs more than one value per channel, X {list(x.shape)} has {m}")
+        shared.check_bn_train(x, m)
         coef = empty(dev, (3 * c,), np.float32)  # [mean, inv_std] per channel, then the variances
         stats(c * WG, x, coef, params=[outer, c, inner, eps])
         rm, rv, mu, inv = (empty(dev, (c,), x.dtype) for _ in range(4))
@@ -82,8 +74,8 @@ def spatial_bn_gradient(ctx: KernelContext) -> RunFn:
     dev = apply.dev
 
     def run(x, scale, dy, mean, stat):
-        check(x.shape == dy.shape, f"SpatialBNGradient: X {list(x.shape)} and dY {list(dy.shape)} differ")
-        outer, c, inner = _bn_layout("SpatialBNGradient", x, order, scale=scale, mean=mean, stat=stat)
+        shared.check_same_x("SpatialBNGradient", x, dy)
+        outer, c, inner = shared.bn_layout("SpatialBNGradient", x, order, scale=scale, mean=mean, stat=stat)
         coef = empty(dev, (5 * c,), np.float32)
         stats(c * WG, x, scale, dy, mean, stat, coef, params=[outer, c, inner, eps, is_test])
         dx, dscale, dbias = empty(dev, x.shape, x.dtype), empty(dev, (c,), x.dtype), empty(dev, (c,), x.dtype)
@@ -125,8 +117,7 @@ def lrn_gradient(ctx: KernelContext) -> RunFn:
     scale_of = _k(ctx, "lrn", np.float32)
 
     def run(x, y, dy, *scale):
-        for name, t in (("Y", y), ("dY", dy), *(("scale", s) for s in scale)):
-            check(t.shape == x.shape, f"LRNGradient: X {list(x.shape)} and {name} {list(t.shape)} differ")
+        shared.check_lrn_grad(x, y, dy, scale)
         params = _lrn_params(ctx, x)
         if scale:
             s = scale[0]
@@ -143,22 +134,14 @@ def lrn_gradient(ctx: KernelContext) -> RunFn:
 # -- LayerNorm -------------------------------------------------------------------------------------
 
 
-def _rows(op: str, x, axis: int) -> tuple[int, int, int]:
-    """(rows, D, canonical axis) of X viewed as [rows, D] at ``axis``."""
-    check(len(x.shape) >= 1, f"{op}: X must have at least one dim, got a scalar")
-    ax = norm_axis(axis, len(x.shape), op)
-    return (*split_at(x.shape, ax), ax)
-
-
 @table.kernel("LayerNorm", dtypes=FLOATS)
 def layer_norm(ctx: KernelContext) -> RunFn:
     k = _k(ctx, "layer_norm")
     axis, eps = ctx.args["axis"], float(ctx.args["epsilon"])
 
     def run(x, *affine):
-        rows, d, ax = _rows("LayerNorm", x, axis)
-        for name, v in zip(("gamma", "beta"), affine):
-            check(v.size == d, f"LayerNorm: {name} {list(v.shape)} must have {d} elements")
+        rows, d, ax = shared.layer_norm_rows("LayerNorm", x, axis)
+        shared.check_layer_norm_affine(affine, d)
         gamma, beta = affine or (x, x)  # unread stand-ins: every binding needs a buffer
         y = empty(k.dev, x.shape, x.dtype)
         mean, std = (empty(k.dev, (*x.shape[:ax], 1), x.dtype) for _ in range(2))
@@ -174,12 +157,7 @@ def layer_norm_gradient(ctx: KernelContext) -> RunFn:
     axis = ctx.args["axis"]
 
     def run(dy, y, mean, std, x, *gamma):
-        check(dy.shape == x.shape, f"LayerNormGradient: X {list(x.shape)} and dY {list(dy.shape)} differ")
-        rows, d, _ = _rows("LayerNormGradient", x, axis)
-        check(
-            mean.size == rows and std.size == rows,
-            f"LayerNormGradient: mean {list(mean.shape)} does not fit X {list(x.shape)}",
-        )
+        rows, d = shared.layer_norm_grad_rows(dy, x, mean, std, axis)
         dx = empty(k.dev, x.shape, x.dtype)
         k(rows * WG, dy, x, mean, std, gamma[0] if gamma else x, dx, params=[rows, d, bool(gamma)])
         if not gamma:
@@ -205,7 +183,7 @@ def dropout(ctx: KernelContext) -> RunFn:
     k = _k(ctx, "dropout")
     # is_test is the identity: ratio 0 and scale 1 keep everything (u > 0), exactly.
     ratio = 0.0 if ctx.args["is_test"] else float(ctx.args["ratio"])
-    seed = (ctx.seed ^ (ctx.seed >> 32)) & 0xFFFFFFFF  # ctx.seed has 63 bits
+    seed = shared.dropout_seed(ctx.seed)
     runs = itertools.count()  # the stream: each run draws a fresh mask
 
     def run(x):

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.launch import broadcast_geometry, collapse, contiguous_strides
+from kaffa.launch import reduce as launch_reduce
+from kaffa.launch.reduce import check_sum_elements_grad, kept_shape, reduce_count
 from kaffa.ops.reduce import reduced_axes, reduced_shape
-from kaffa.schema import check
 from kaffa_metal.kernels.common import FLOATS, NUMERIC, WG, empty, kernel, words
 
 table = KernelTable("metal")
@@ -24,19 +24,10 @@ table = KernelTable("metal")
 _KINDS = {"sum": 0, "max": 1, "dot": 2}
 
 
-@functools.lru_cache(maxsize=256)
 def reduce_geometry(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, np.ndarray]:
-    """(kept, reduced, table) for reducing ``axes`` of a C-contiguous ``shape``: the table is
-    ``[nk, kept dims..., kept strides..., nr, reduced dims..., reduced strides...]`` (each part
-    collapsed), so row r, element j lies at offset(kept part, r) + offset(reduced part, j)."""
-    strides = contiguous_strides(shape)
-    keep = [a for a in range(len(shape)) if a not in axes]
-    parts, sizes = [], []
-    for group in (keep, sorted(axes)):
-        dims, (sts,) = collapse([shape[a] for a in group], [strides[a] for a in group])
-        parts += [len(dims), *dims, *sts]
-        sizes.append(math.prod(shape[a] for a in group))
-    return sizes[0], sizes[1], np.asarray(parts, dtype=np.int64).astype(np.uint32)
+    """(kept, reduced, table) of kaffa.launch.reduce.reduce_geometry, the table as u32 words."""
+    kept, red, geo = launch_reduce.reduce_geometry(shape, axes)
+    return kept, red, geo.astype(np.int64).astype(np.uint32)
 
 
 class RowReducer:
@@ -75,27 +66,15 @@ def reduce_(ctx: KernelContext) -> RunFn:
 
     def run(x):
         axes = reduced_axes(op, axes_arg, x.ndim)
-        n = math.prod(x.shape[k] for k in axes)
-        if op == "ReduceMax":
-            check(n > 0, f"ReduceMax: cannot reduce an empty axis of X {list(x.shape)} (axes {list(axes)})")
+        n = reduce_count(op, x.shape, axes)
         return (reducer(x, axes, reduced_shape(x.shape, axes, keepdims), n if op == "ReduceMean" else 1),)
 
     return run
 
 
-def _kept_shape(dy: Any, x_shape: tuple[int, ...], axes: tuple[int, ...], op: str) -> tuple[int, ...]:
-    """X's shape with the reduced axes as size 1: dY's layout, ready to broadcast against X."""
-    kept = reduced_shape(x_shape, axes, True)
-    check(
-        dy.size == math.prod(kept),
-        f"{op}: dY {list(dy.shape)} is not X {list(x_shape)} reduced over {list(axes)}",
-    )
-    return kept
-
-
 @functools.lru_cache(maxsize=256)
 def _expand_geometry(x_shape: tuple[int, ...], kept: tuple[int, ...]) -> np.ndarray:
-    return broadcast_geometry(x_shape, kept).astype(np.int64).astype(np.uint32)
+    return launch_reduce.expand_geometry(x_shape, kept).astype(np.int64).astype(np.uint32)
 
 
 def _expand(k: Any, dy: Any, x_shape: tuple[int, ...], kept: tuple[int, ...], div: float) -> Any:
@@ -113,7 +92,7 @@ def reduce_gradient(ctx: KernelContext) -> RunFn:
 
     def run(dy, x, y):
         axes = reduced_axes(op, axes_arg, x.ndim)
-        kept = _kept_shape(dy, tuple(x.shape), axes, op)
+        kept = kept_shape(dy, tuple(x.shape), axes, op)
         n = math.prod(x.shape[a] for a in axes) if op == "ReduceMeanGradient" else 1
         return (_expand(k, dy, tuple(x.shape), kept, n),)
 
@@ -127,8 +106,8 @@ def reduce_max_gradient(ctx: KernelContext) -> RunFn:
 
     def run(dy, x, y):
         axes = reduced_axes("ReduceMaxGradient", axes_arg, x.ndim)
-        kept = _kept_shape(dy, tuple(x.shape), axes, "ReduceMaxGradient")
-        _kept_shape(y, tuple(x.shape), axes, "ReduceMaxGradient")
+        kept = kept_shape(dy, tuple(x.shape), axes, "ReduceMaxGradient")
+        kept_shape(y, tuple(x.shape), axes, "ReduceMaxGradient")
         dx = empty(k.dev, x.shape, dy.dtype)
         n = dx.size
         k(n, dy, x, y, dx, params=np.concatenate([words(n), _expand_geometry(tuple(x.shape), kept)]))
@@ -150,7 +129,7 @@ def sum_elements_gradient(ctx: KernelContext) -> RunFn:
     k = kernel(ctx, "reduce", "expand", KIND=0, O=ctx.dtype)
 
     def run(x, dy):
-        check(dy.size == 1, f"SumElementsGradient: dY must have one element, got shape {list(dy.shape)}")
+        check_sum_elements_grad(dy)
         return (_expand(k, dy, tuple(x.shape), (), max(x.size, 1) if average else 1),)
 
     return run

@@ -20,9 +20,10 @@ import numpy as np
 
 from kaffa.errors import KernelBuildError
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.launch import MAX_DIMS, collapse, contiguous_strides, split_axis, transpose_geometry
-from kaffa.ops.tensor import expand_shape, reshape_target, slice_bounds, squeeze_shape
-from kaffa.schema import check, norm_axis
+from kaffa.launch import split_axis, transpose_geometry
+from kaffa.launch import tensor as shared
+from kaffa.ops.tensor import expand_shape, reshape_target, squeeze_shape
+from kaffa.schema import check
 from kaffa_metal.allocator import MetalArray
 from kaffa_metal.kernels.common import NUMERIC, WG, Launcher, device, empty, kernel, words
 from kaffa_metal.kernels.elementwise import holds_outputs
@@ -83,10 +84,7 @@ class _Kernels:
         return self.dev.allocator.copyin(np.asarray(values, dtype=dtype))
 
     def ints(self, op: str, what: str, v: MetalArray) -> list[int]:
-        check(
-            v.ndim == 1 and v.dtype.kind in "iu",
-            f"{op}: {what} must be a 1-D int tensor, got {v.dtype}{list(v.shape)}",
-        )
+        shared.check_int_vector(op, what, v)
         return [int(a) for a in self.host(v)]
 
     def index_range(self, op: str, idx: MetalArray) -> tuple[int, int]:
@@ -105,18 +103,6 @@ def _table(n: int, base: int, geometry: np.ndarray) -> np.ndarray:
     return np.concatenate([words(n, base), geometry.astype(np.uint32)])
 
 
-def _geometry(dims: Sequence[int], strides: Sequence[int]) -> np.ndarray:
-    """The strided table of an output of ``dims`` walking ``strides``."""
-    cd, (cs,) = collapse(dims, strides)
-    if len(cd) > MAX_DIMS:
-        raise ValueError(f"a copy over {len(cd)} non-mergeable dims; kernels take at most {MAX_DIMS}")
-    return np.asarray([len(cd), *cd, *cs], dtype=np.int32)
-
-
-def _shapes(xs: Sequence[Any]) -> str:
-    return ", ".join(str(list(x.shape)) for x in xs)
-
-
 @table.kernel("Concat", dtypes=NUMERIC)
 def concat(ctx: KernelContext) -> RunFn:
     axis, add_axis = int(ctx.args["axis"]), bool(ctx.args["add_axis"])
@@ -124,25 +110,7 @@ def concat(ctx: KernelContext) -> RunFn:
     ks = _Kernels(ctx)
 
     def run(*xs):
-        rank = xs[0].ndim
-        check(all(x.ndim == rank for x in xs), f"Concat: inputs have different ranks: {_shapes(xs)}")
-        if add_axis:
-            ax = norm_axis(axis, rank + 1, "Concat")
-            check(
-                all(x.shape == xs[0].shape for x in xs),
-                f"Concat: with add_axis all inputs need one shape, got {_shapes(xs)}",
-            )
-            sizes = [1] * len(xs)  # each input is one slice of the new axis
-            shape = (*xs[0].shape[:ax], len(xs), *xs[0].shape[ax:])
-        else:
-            ax = norm_axis(axis, rank, "Concat")
-            rest = xs[0].shape[:ax] + xs[0].shape[ax + 1 :]
-            check(
-                all(x.shape[:ax] + x.shape[ax + 1 :] == rest for x in xs),
-                f"Concat: inputs differ off the concat axis {ax}: {_shapes(xs)}",
-            )
-            sizes = [x.shape[ax] for x in xs]
-            shape = (*rest[:ax], sum(sizes), *rest[ax:])
+        ax, sizes, shape = shared.concat_layout(xs, axis, add_axis)
         y = empty(ks.dev, shape, xs[0].dtype)
         _, total, inner = split_axis(shape, ax)
         k, off = ks.raw("concat_part", y.dtype), 0
@@ -159,29 +127,12 @@ def split(ctx: KernelContext) -> RunFn:
     axis, add_axis = int(ctx.args["axis"]), bool(ctx.args["add_axis"])
     n = ctx.num_outputs
     arg_sizes = list(ctx.args["split"] or [])
-    check(not arg_sizes or len(arg_sizes) == n, f"Split: `split` has {len(arg_sizes)} sizes for {n} outputs")
+    shared.check_split_arg(arg_sizes, n)
     ks = _Kernels(ctx)
 
     def run(x, sizes_in=None):
-        check(x.ndim >= 1, "Split: the input is a scalar")
-        ax = norm_axis(axis, x.ndim, "Split")
-        dim = x.shape[ax]
-        if add_axis:
-            check(dim == n, f"Split: with add_axis, axis {ax} has {dim} entries for {n} outputs")
-            sizes = [1] * n
-        else:
-            if sizes_in is not None:
-                sizes = ks.ints("Split", "input 1", sizes_in)
-                check(len(sizes) == n, f"Split: input 1 has {len(sizes)} sizes for {n} outputs")
-            elif arg_sizes:
-                sizes = arg_sizes
-            else:
-                check(dim % n == 0, f"Split: axis {ax} of size {dim} does not split into {n} equal parts")
-                sizes = [dim // n] * n
-            check(
-                all(s >= 0 for s in sizes) and sum(sizes) == dim,
-                f"Split: sizes {sizes} must be non-negative and sum to {dim}, the size of axis {ax}",
-            )
+        read = None if sizes_in is None else (lambda: ks.ints("Split", "input 1", sizes_in))
+        ax, dim, sizes = shared.split_sizes(x.shape, axis, add_axis, n, arg_sizes, read)
         _, _, inner = split_axis(x.shape, ax)
         k, off, outs = ks.raw("split_part", x.dtype), 0, []
         for s in sizes:
@@ -201,11 +152,8 @@ def reshape(ctx: KernelContext) -> RunFn:
     ks = _Kernels(ctx)
 
     def run(x, new_shape=None):
-        if new_shape is not None:
-            spec = ks.ints("Reshape", "input 1", new_shape)
-        else:
-            check(arg_shape is not None, "Reshape: no new shape (give the `shape` argument or input 1)")
-            spec = arg_shape
+        read = None if new_shape is None else (lambda: ks.ints("Reshape", "input 1", new_shape))
+        spec = shared.reshape_spec(arg_shape, read)
         return (reshaped(x, reshape_target("Reshape", x.shape, spec)),)
 
     return run
@@ -217,11 +165,7 @@ def transpose(ctx: KernelContext) -> RunFn:
     ks = _Kernels(ctx)
 
     def run(x):
-        check(
-            axes is None or len(axes) == x.ndim,
-            f"Transpose: axes {axes} has {len(axes or ())} entries for a rank-{x.ndim} input",
-        )
-        perm = axes or list(reversed(range(x.ndim)))
+        perm = shared.transpose_perm(axes, x.ndim)
         y = empty(ks.dev, [x.shape[p] for p in perm], x.dtype)  # materialised, as on cpu
         ks.raw("strided_read", x.dtype)(
             y.size, x, y, params=_table(y.size, 0, transpose_geometry(x.shape, perm))
@@ -236,8 +180,7 @@ def flatten(ctx: KernelContext) -> RunFn:
     axis = int(ctx.args["axis"])
 
     def run(x):
-        check(0 <= axis <= x.ndim, f"Flatten: axis {axis} is out of range for a rank-{x.ndim} input")
-        return (reshaped(x, (math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))),)
+        return (reshaped(x, shared.flatten_shape(x.shape, axis)),)
 
     return run
 
@@ -262,19 +205,11 @@ def expand_dims(ctx: KernelContext) -> RunFn:
 
 def _slicer(op: str, ctx: KernelContext, ks: _Kernels, data: int):
     """bounds(x shape, inputs after data) -> (slice shape, strided table), args parsed once."""
-    check(ctx.num_inputs - 1 - data in (0, 2), f"{op}: give both starts and ends as inputs, or neither")
-    arg_starts, arg_ends = list(ctx.args["starts"]), list(ctx.args["ends"])
+    slicer = shared.Slicer(op, ctx.num_inputs, ctx.args, data, ks.ints)
 
     def bounds(shape: tuple[int, ...], extra: tuple[Any, ...]) -> tuple[list[int], np.ndarray]:
-        if extra:
-            starts, ends = (ks.ints(op, w, v) for w, v in zip(("starts", "ends"), extra))
-        else:
-            starts, ends = arg_starts, arg_ends
-        b = slice_bounds(op, shape, starts, ends)
-        strides = contiguous_strides(shape)
-        out = [e - s for s, e in b]  # type: ignore[misc]
-        base = sum(s * st for (s, _), st in zip(b, strides))  # type: ignore[misc]
-        return out, _table(math.prod(out), base, _geometry(out, strides))
+        out, geometry, base = slicer(shape, extra)
+        return out, _table(math.prod(out), base, geometry)
 
     return bounds
 
@@ -301,7 +236,7 @@ def slice_gradient(ctx: KernelContext) -> RunFn:
     def run(x, *rest):
         dy = rest[-1]
         shape, params = bounds(x.shape, rest[:-1])
-        check(dy.shape == tuple(shape), f"SliceGradient: dY has shape {list(dy.shape)}, the slice {shape}")
+        shared.check_slice_gradient(dy.shape, shape)
         dx = ks.zeros(x.shape, dy.dtype)
         ks.raw("strided_write", dy.dtype)(dy.size, dy, dx, params=params)
         return (dx,)
@@ -309,23 +244,16 @@ def slice_gradient(ctx: KernelContext) -> RunFn:
     return run
 
 
-def _check_range(op: str, lo: int, hi: int, size: int, n: int) -> None:
-    check(
-        size == 0 or (lo >= 0 and hi < n), f"{op}: indices must lie in [0, {n}), got values in [{lo}, {hi}]"
-    )
-
-
 @table.kernel("Gather", dtypes=NUMERIC)
 def gather(ctx: KernelContext) -> RunFn:
     ks = _Kernels(ctx)
 
     def run(data, idx):
-        check(data.ndim >= 1, "Gather: DATA is a scalar; it needs at least one dim")
+        shared.check_gather_data(data)
         lo, hi = ks.index_range("Gather", idx)
-        rows = data.shape[0]
-        _check_range("Gather", lo, hi, idx.size, rows)
-        y = empty(ks.dev, (*idx.shape, *data.shape[1:]), data.dtype)
-        ks.raw("gather", data.dtype)(y.size, data, idx, y, params=[y.size, rows, math.prod(data.shape[1:])])
+        shape, rows, inner = shared.gather_layout(data, idx, lo, hi)
+        y = empty(ks.dev, shape, data.dtype)
+        ks.raw("gather", data.dtype)(y.size, data, idx, y, params=[y.size, rows, inner])
         return (y,)
 
     return run
@@ -336,45 +264,19 @@ def sparse_to_dense(ctx: KernelContext) -> RunFn:
     ks = _Kernels(ctx)
 
     def run(idx, values, like=None):
-        k = idx.ndim
-        check(
-            values.shape[:k] == idx.shape,
-            f"SparseToDense: values shape {list(values.shape)} does not start with the indices "
-            f"shape {list(idx.shape)}",
-        )
+        shared.check_sparse_values(idx, values)
         lo, hi = ks.index_range("SparseToDense", idx)
-        if like is not None:
-            check(like.ndim >= 1, "SparseToDense: data_to_infer_dim is a scalar; it needs a first dim")
-            first = like.shape[0]
-        else:
-            first = hi + 1 if idx.size else 0
-        _check_range("SparseToDense", lo, hi, idx.size, first)
-        y = empty(ks.dev, (first, *values.shape[k:]), values.dtype)
-        inner = math.prod(values.shape[k:])
+        shape, inner = shared.sparse_to_dense_layout(idx, values, like, lo, hi)
+        y = empty(ks.dev, shape, values.dtype)
         ks("sparse_to_dense", values.dtype)(y.size, idx, values, y, params=[y.size, idx.size, inner])
         return (y,)
 
     return run
 
 
-def _tile_params(op: str, ctx: KernelContext, ks: _Kernels):
+def _tile_params(op: str, ctx: KernelContext, ks: _Kernels) -> shared.TileParams:
     """params(extra inputs) -> (tiles, axis): the arguments, or the optional inputs 1 and 2."""
-    arg_tiles, arg_axis = int(ctx.args["tiles"]), int(ctx.args["axis"])
-
-    def scalar(what: str, v: Any) -> int:
-        check(
-            v.size == 1 and v.dtype.kind in "iu",
-            f"{op}: {what} must be one int, got {v.dtype}{list(v.shape)}",
-        )
-        return int(ks.host(v).reshape(()))
-
-    def params(extra: tuple[Any, ...]) -> tuple[int, int]:
-        tiles = scalar("tiles", extra[0]) if extra else arg_tiles
-        axis = scalar("axis", extra[1]) if len(extra) > 1 else arg_axis
-        check(tiles >= 1, f"{op}: tiles must be >= 1, got {tiles}")
-        return tiles, axis
-
-    return params
+    return shared.TileParams(op, ctx.args, lambda v: int(ks.host(v).reshape(())))
 
 
 @table.kernel("Tile", dtypes=NUMERIC)
@@ -384,12 +286,8 @@ def tile(ctx: KernelContext) -> RunFn:
 
     def run(x, *extra):
         tiles, axis = params(extra)
-        check(x.ndim >= 1, "Tile: the input is a scalar; it needs an axis to tile")
-        ax = norm_axis(axis, x.ndim, "Tile")
-        outer, d, inner = split_axis(x.shape, ax)
-        y = empty(ks.dev, (*x.shape[:ax], d * tiles, *x.shape[ax + 1 :]), x.dtype)
-        m = d * inner
-        g = _geometry((outer, tiles, m), (m, 0, 1))  # stride 0: every tile reads the block
+        shape, g = shared.tile_layout(x.shape, tiles, axis)
+        y = empty(ks.dev, shape, x.dtype)
         ks.raw("strided_read", x.dtype)(y.size, x, y, params=_table(y.size, 0, g))
         return (y,)
 
@@ -403,12 +301,8 @@ def tile_gradient(ctx: KernelContext) -> RunFn:
 
     def run(dy, *extra):
         tiles, axis = params(extra)
-        check(dy.ndim >= 1, "TileGradient: dY is a scalar")
-        ax = norm_axis(axis, dy.ndim, "TileGradient")
-        d = dy.shape[ax]
-        check(d % tiles == 0, f"TileGradient: axis {ax} of dY shape {list(dy.shape)} is not {tiles} tiles")
-        dx = empty(ks.dev, (*dy.shape[:ax], d // tiles, *dy.shape[ax + 1 :]), dy.dtype)
-        m = (d // tiles) * math.prod(dy.shape[ax + 1 :])
+        shape, m = shared.tile_gradient_layout(dy.shape, tiles, axis)
+        dx = empty(ks.dev, shape, dy.dtype)
         ks("tile_gradient", dy.dtype)(dx.size, dy, dx, params=[dx.size, tiles, m])  # f16 sums in f32
         return (dx,)
 
@@ -427,11 +321,7 @@ def shape(ctx: KernelContext) -> RunFn:
 @table.kernel("ResizeLike", dtypes=NUMERIC)
 def resize_like(ctx: KernelContext) -> RunFn:
     def run(x, like):
-        check(
-            x.size == like.size,
-            f"ResizeLike: input shape {list(x.shape)} ({x.size} elements) cannot take the shape "
-            f"{list(like.shape)} ({like.size} elements)",
-        )
+        shared.check_resize_like(x, like)
         return (reshaped(x, like.shape),)
 
     return run

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.schema import check
+from kaffa.launch.train import check_lr, check_sizes
 from kaffa_metal.kernels.common import FLOATS, Launcher, empty, kernel
 
 table = KernelTable("metal")
@@ -38,18 +38,6 @@ class _Kernels:
         return k
 
 
-def _lr(op: str, lr) -> None:
-    check(lr.size == 1, f"{op}: lr must hold one element, got shape {list(lr.shape)}")
-
-
-def _sizes(op: str, **arrays) -> None:
-    sizes = {k: v.size for k, v in arrays.items()}
-    check(
-        len(set(sizes.values())) == 1,
-        f"{op}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items()) + " must have equal sizes",
-    )
-
-
 @table.kernel("MomentumSGDUpdate", dtypes=FLOATS)
 def momentum_sgd_update(ctx: KernelContext) -> RunFn:
     op, momentum = ctx.op_type, float(ctx.args["momentum"])
@@ -57,8 +45,8 @@ def momentum_sgd_update(ctx: KernelContext) -> RunFn:
     opm = float(np.float32(1 + momentum))  # rounded once, as the cpu kernel's numpy does
 
     def run(grad, moment, lr, param):
-        _sizes(op, grad=grad, moment=moment, param=param)
-        _lr(op, lr)
+        check_sizes(op, grad=grad, moment=moment, param=param)
+        check_lr(op, lr)
         k, dt = ks(lr.dtype), grad.dtype
         g, m, p = (empty(k.dev, a.shape, dt) for a in (grad, moment, param))
         k(grad.size, grad, moment, lr, param, g, m, p, params=[grad.size, momentum, opm])
@@ -74,8 +62,8 @@ def adagrad(ctx: KernelContext) -> RunFn:
     eps, decay = float(ctx.args["epsilon"]), float(ctx.args["decay"])
 
     def run(param, moment, grad, lr):
-        _sizes(op, param=param, moment=moment, grad=grad)
-        _lr(op, lr)
+        check_sizes(op, param=param, moment=moment, grad=grad)
+        check_lr(op, lr)
         k, dt = ks(lr.dtype), param.dtype
         p, m = empty(k.dev, param.shape, dt), empty(k.dev, moment.shape, dt)
         k(param.size, param, moment, grad, lr, p, m, params=[param.size, eps, decay])

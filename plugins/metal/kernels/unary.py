@@ -7,13 +7,12 @@ hold (float64, int64, bool, ...) is refused at net creation with the allocator's
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.ops.math import legacy_b_shape
+from kaffa.launch.elementwise import check_pow_gradient, clip_bounds, exponent_shapes, same_shape
 from kaffa.schema import check
 from kaffa_metal.kernels.common import FLOATS, NUMERIC, empty, kernel
 from kaffa_metal.kernels.elementwise import (
@@ -21,7 +20,6 @@ from kaffa_metal.kernels.elementwise import (
     broadcast_table,
     grad_map,
     holds_outputs,
-    same_shape,
     unary_map,
 )
 
@@ -69,40 +67,16 @@ def abs_gradient(ctx: KernelContext) -> RunFn:
     return grad_map(ctx, "unary", "abs_gradient", what="X", **_u(ctx))
 
 
-def _bounds(dtype: np.dtype, lo: float, hi: float) -> tuple[Any, Any]:
-    """Clip's bounds as parameter words, as the cpu kernel: integers clip to ceil(min) / floor(max),
-    a bound beyond the dtype's range is no bound, float bounds are rounded to the dtype first."""
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        lo_i = info.min if lo <= info.min else math.ceil(lo)
-        hi_i = info.max if hi >= info.max else math.floor(hi)
-        return min(max(lo_i, info.min), info.max), max(min(hi_i, info.max), info.min)
-    finfo = np.finfo(dtype)
-    return float(dtype.type(max(lo, float(finfo.min)))), float(dtype.type(min(hi, float(finfo.max))))
-
-
 @table.kernel("Clip", dtypes=NUMERIC)
 def clip(ctx: KernelContext) -> RunFn:
-    lo, hi = _bounds(np.dtype(ctx.dtype), ctx.args["min"], ctx.args["max"])
+    lo, hi = clip_bounds(np.dtype(ctx.dtype), ctx.args["min"], ctx.args["max"])
     return unary_map(ctx, "unary", "clip", lo, hi, **_u(ctx))
 
 
 @table.kernel("ClipGradient", dtypes=FLOATS)
 def clip_gradient(ctx: KernelContext) -> RunFn:
-    lo, hi = _bounds(np.dtype(ctx.dtype), ctx.args["min"], ctx.args["max"])
+    lo, hi = clip_bounds(np.dtype(ctx.dtype), ctx.args["min"], ctx.args["max"])
     return grad_map(ctx, "unary", "clip_gradient", lo, hi, **_u(ctx))
-
-
-def _exponent_shapes(
-    op: str, x: Any, e: Any, legacy: bool, axis: int
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(E's shape lined up for numpy broadcasting, the broadcast shape), with the cpu's checks."""
-    ev = legacy_b_shape(op, x.shape, e.shape, axis) if legacy else e.shape
-    try:
-        return ev, np.broadcast_shapes(x.shape, ev)
-    except ValueError:
-        check(False, f"{op}: shapes {list(x.shape)} and {list(ev)} do not broadcast")
-        raise  # unreachable: check raised
 
 
 @table.kernel("Pow", dtypes=FLOATS)
@@ -119,7 +93,7 @@ def pow_(ctx: KernelContext) -> RunFn:
             scalar(x.size, x, y, params=[x.size, float(exponent)])
             return (y,)
         check(exponent is None, "Pow: give the exponent either as the `exponent` argument or as input 1")
-        ev, out = _exponent_shapes("Pow", x, e, legacy, axis)
+        ev, out = exponent_shapes("Pow", x, e, legacy, axis)
         y = empty(tensor.dev, out, x.dtype)
         tensor(y.size, x, e, y, params=broadcast_table(out, x.shape, ev))
         return (y,)
@@ -134,11 +108,8 @@ def pow_gradient(ctx: KernelContext) -> RunFn:
     legacy, axis = bool(ctx.args["broadcast"]), int(ctx.args["axis"])
 
     def run(x, e, y, dy):
-        ev, out = _exponent_shapes("PowGradient", x, e, legacy, axis)
-        check(
-            y.shape == out and dy.shape == out,
-            f"PowGradient: Y {list(y.shape)} and dY {list(dy.shape)} must have the shape of X^E, {list(out)}",
-        )
+        ev, out = exponent_shapes("PowGradient", x, e, legacy, axis)
+        check_pow_gradient(y, dy, out)
         dx, de = empty(k.dev, out, np.float32), empty(k.dev, out, np.float32)
         k(dy.size, x, e, y, dy, dx, de, params=broadcast_table(out, x.shape, ev))
         pad = len(out) - len(x.shape)

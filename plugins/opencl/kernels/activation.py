@@ -8,11 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.launch import split_at
-from kaffa.ops.activation import prelu_channels
-from kaffa.schema import check, norm_axis
+from kaffa.launch.elementwise import prelu_layout, same_shape, softmax_rows
 from kaffa_opencl.kernels.common import FLOATS, empty, kernel
-from kaffa_opencl.kernels.elementwise import grad_map, same_shape, unary_map
+from kaffa_opencl.kernels.elementwise import grad_map, unary_map
 
 table = KernelTable("opencl")
 
@@ -55,18 +53,13 @@ def elu_gradient(ctx: KernelContext) -> RunFn:
     return grad_map(ctx, "activation", "elu_gradient", ctx.args["alpha"], ctx.args.get("scale", 1.0))
 
 
-def _rows(op: str, shape: tuple[int, ...], axis: int) -> tuple[int, int]:
-    """Caffe2's coerced 2-D view: rows of the dims before ``axis``, each normalized."""
-    return split_at(shape, norm_axis(axis, len(shape), op))
-
-
 @table.kernel("Softmax", dtypes=FLOATS)
 def softmax(ctx: KernelContext) -> RunFn:
     k = kernel(ctx, "activation", "softmax")
     axis = ctx.args["axis"]
 
     def run(x):
-        rows, cols = _rows("Softmax", x.shape, axis)
+        rows, cols = softmax_rows("Softmax", x.shape, axis)
         y = empty(k.dev, x.shape, x.dtype)
         k(rows, x, y, np.int64(rows), np.int64(cols))
         return (y,)
@@ -81,31 +74,12 @@ def softmax_gradient(ctx: KernelContext) -> RunFn:
 
     def run(y, dy):
         same_shape("SoftmaxGradient", y, dy)
-        rows, cols = _rows("SoftmaxGradient", y.shape, axis)
+        rows, cols = softmax_rows("SoftmaxGradient", y.shape, axis)
         dx = empty(k.dev, dy.shape, dy.dtype)
         k(rows, y, dy, dx, np.int64(rows), np.int64(cols))
         return (dx,)
 
     return run
-
-
-def _channels(
-    op: str, x_shape: tuple[int, ...], slope_shape: tuple[int, ...], order: str
-) -> tuple[int, int, int]:
-    """X as (outer, C, inner) around its channel axis; a shared slope is C = 1 over everything."""
-    n = int(np.prod(x_shape, dtype=np.int64))
-    slope_size = int(np.prod(slope_shape, dtype=np.int64))
-    if slope_size == 1:
-        return 1, 1, n
-    c = prelu_channels(op, x_shape, order)
-    check(
-        slope_size == c,
-        f"{op}: slope {list(slope_shape)} must have 1 or C={c} elements for X {list(x_shape)} "
-        f"(order {order})",
-    )
-    if order == "NCHW":
-        return int(x_shape[0]), c, int(np.prod(x_shape[2:], dtype=np.int64))
-    return int(np.prod(x_shape[:-1], dtype=np.int64)), c, 1
 
 
 @table.kernel("PRelu", dtypes=FLOATS)
@@ -114,7 +88,7 @@ def prelu(ctx: KernelContext) -> RunFn:
     order = ctx.args["order"]
 
     def run(x, slope):
-        _, c, inner = _channels("PRelu", x.shape, slope.shape, order)
+        _, c, inner, _ = prelu_layout("PRelu", x.shape, slope.shape, order)
         y = empty(k.dev, x.shape, x.dtype)
         k(x.size, x, slope, y, np.int64(x.size), np.int64(c), np.int64(inner))
         return (y,)
@@ -130,7 +104,7 @@ def prelu_gradient(ctx: KernelContext) -> RunFn:
 
     def run(y, dy, x, slope):
         same_shape("PReluGradient", x, dy, "X")
-        outer, c, inner = _channels("PReluGradient", x.shape, slope.shape, order)
+        outer, c, inner, _ = prelu_layout("PReluGradient", x.shape, slope.shape, order)
         dx = empty(kx.dev, dy.shape, dy.dtype)
         kx(dx.size, x, dy, slope, dx, np.int64(dx.size), np.int64(c), np.int64(inner))
         ds = empty(ks.dev, slope.shape, dy.dtype)

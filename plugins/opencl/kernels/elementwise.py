@@ -11,12 +11,8 @@ import numpy as np
 
 from kaffa.kernels import KernelContext, RunFn
 from kaffa.launch import broadcast_geometry, reduction_layout, transpose_geometry
-from kaffa.schema import check
+from kaffa.launch.elementwise import same_shape
 from kaffa_opencl.kernels.common import Consts, acc_scalar, empty, kernel, work_dtype
-
-
-def same_shape(op: str, a: Any, dy: Any, what: str = "Y") -> None:
-    check(a.shape == dy.shape, f"{op}: {what} {list(a.shape)} and dY {list(dy.shape)} must have one shape")
 
 
 def unary_map(ctx: KernelContext, file: str, name: str, *params: float, **extra: Any) -> RunFn:

@@ -5,67 +5,52 @@ read back to the host, with `extra_shape` appended. ConstantFill writes the valu
 GivenTensor*Fill uploads its values once at build time and copies them per run, so both serve
 every dtype of an item size with one kernel. Random fillers draw from the header's counter-based
 RNG keyed by (op seed, run number): every run draws new values, and a seeded net recreated draws
-the same sequence (not numpy's: the statistics match, the samples do not).
+the same sequence (not numpy's: the statistics match, the samples do not). The argument parsing
+is kaffa.launch.fill's.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from kaffa.dtypes import ALL_TYPES, FLOAT_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.schema import check
+from kaffa.launch.fill import (
+    F32,
+    F64,
+    Params,
+    ShapeFn,
+    constant_value,
+    given_run,
+    given_values,
+    out_dtype,
+    random_fills,
+    random_run,
+    shape_fn,
+    work_items,
+)
 from kaffa_opencl.kernels.common import device, empty, i64, kernel
 
 table = KernelTable("opencl")
 
-F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-def _out_dtype(ctx: KernelContext, fixed: np.dtype = F32) -> np.dtype:
-    return np.dtype(ctx.args.get("dtype") or fixed)
-
-
-def _shape_fn(ctx: KernelContext) -> Callable[[Any], tuple[int, ...]]:
-    """shape(input or None) -> the output shape, with the argument parsing done once here."""
-    args: Mapping[str, Any] = ctx.args
-    op, extra = ctx.op_type, tuple(int(d) for d in args["extra_shape"])
-    check(all(d >= 0 for d in extra), f"{op}: extra_shape {list(extra)} has a negative dim")
-    if ctx.num_inputs == 0:
-        fixed = tuple(int(d) for d in args["shape"]) + extra
-        check(all(d >= 0 for d in fixed), f"{op}: shape {list(fixed)} has a negative dim")
-        return lambda _x: fixed
-    if args["input_as_shape"]:
-
-        def from_values(x: Any) -> tuple[int, ...]:
-            check(
-                x.ndim == 1 and x.dtype.kind in "iu",
-                f"{op}: with input_as_shape the input must be a 1-D int tensor, got {x.dtype}{list(x.shape)}",
-            )
-            dims = tuple(int(d) for d in x.get())  # the shape must reach the host to allocate
-            check(all(d >= 0 for d in dims), f"{op}: shape {list(dims)} (input 0) has a negative dim")
-            return dims + extra
-
-        return from_values
-    return lambda x: tuple(x.shape) + extra
 
 
 def _raw(dtype: np.dtype) -> Any:
     return RAW[dtype.itemsize]
 
 
+def _shape_fn(ctx: KernelContext) -> ShapeFn:
+    return shape_fn(ctx, lambda x: x.get())
+
+
 @table.kernel("ConstantFill", dtypes=ALL_TYPES)
 def constant_fill(ctx: KernelContext) -> RunFn:
-    dtype = _out_dtype(ctx)
-    # `value` is a float argument: cast through float64, so 1.7 -> 1 for ints, non-zero -> True;
-    # the kernel stores its bits.
-    value = np.asarray(ctx.args["value"], dtype=F64).astype(dtype).view(_raw(dtype))[()]
+    dtype = out_dtype(ctx)
+    value = constant_value(ctx, dtype).view(_raw(dtype))[()]  # the kernel stores its bits
     shape, dev = _shape_fn(ctx), device(ctx)
     k = kernel(ctx, "fill", "value_fill", dtype=_raw(dtype), RAW=1)
 
@@ -79,28 +64,17 @@ def constant_fill(ctx: KernelContext) -> RunFn:
 
 def _given_fill(fixed: np.dtype) -> Callable[[KernelContext], RunFn]:
     def build(ctx: KernelContext) -> RunFn:
-        op, dtype, dev = ctx.op_type, _out_dtype(ctx, fixed), device(ctx)
-        # Integer values go through int64 so large int64 values stay exact.
-        via = np.int64 if fixed.kind in "iu" else F64
-        values = np.asarray(ctx.args["values"], dtype=via).astype(dtype)
+        dtype, dev = out_dtype(ctx, fixed), device(ctx)
+        values = given_values(ctx, fixed, dtype)
         buf = dev.allocator.copyin(values) if values.size else None  # uploaded once
         k = kernel(ctx, "fill", "copy", dtype=_raw(dtype), RAW=1)
-        shape = _shape_fn(ctx)
 
         def fill(dims: tuple[int, ...]) -> Any:
-            check(
-                values.size == math.prod(dims),
-                f"{op}: {values.size} values for shape {list(dims)} ({math.prod(dims)} elements)",
-            )
             y = empty(dev, dims, dtype)  # a fresh copy per run: no two runs share a buffer
             k(y.size, buf, y, i64(y.size))
             return y
 
-        if ctx.num_inputs == 0:
-            dims = shape(None)
-            fill(dims)  # a wrong count fails at net creation
-            return lambda: (fill(dims),)
-        return lambda x: (fill(shape(x)),)
+        return given_run(ctx, _shape_fn(ctx), values, fill)
 
     return build
 
@@ -115,82 +89,22 @@ for _op, _dtype, _claims in (
     table.kernel(_op, dtypes=_claims)(_given_fill(_dtype))
 
 
-# params(shape) -> the kernel's float arguments after (seed, stream), for one output shape.
-Params = Callable[[tuple[int, ...]], tuple[float, ...]]
-
-
 def _random_fill(ctx: KernelContext, name: str, params: Params) -> RunFn:
-    """A random filler running cl/fill.cl's ``name``; ``gaussian_fill`` makes two samples per
-    work-item. Float arguments are passed in the arithmetic type A (float for half)."""
-    dtype, dev = _out_dtype(ctx), device(ctx)
+    """A random filler running cl/fill.cl's ``name``. Float arguments are passed in the
+    arithmetic type A (float for half)."""
+    dtype, dev = out_dtype(ctx), device(ctx)
     a = np.float64 if dtype == F64 else np.float32
-    s = int(ctx.seed) % 2**64
-    seed = np.uint32((s ^ (s >> 32)) & 0xFFFFFFFF)  # fold a 64-bit seed into the RNG's 32 bits
-    runs = itertools.count()
     shape = _shape_fn(ctx)
     k = kernel(ctx, "fill", name, dtype=dtype)
-    pairs = name == "gaussian_fill"
 
-    def run(x: Any = None) -> tuple[Any]:
-        dims = shape(x)
+    def launch(dims: tuple[int, ...], seed: int, stream: int, ps: tuple[float, ...]) -> Any:
         y = empty(dev, dims, dtype)
-        stream = np.uint32(next(runs) & 0xFFFFFFFF)  # a new stream per run: new samples
         n = y.size
-        k((n + 1) // 2 if pairs else n, y, seed, stream, *(a(p) for p in params(dims)), i64(n))
-        return (y,)
+        k(work_items(name, n), y, np.uint32(seed), np.uint32(stream), *(a(p) for p in ps), i64(n))
+        return y
 
-    return run
-
-
-def _inside(dtype: np.dtype, v: float, toward: float) -> float:
-    """v rounded to dtype, stepped toward `toward` if rounding moved it past v: a clamp bound that
-    storing to dtype cannot round across."""
-    r = dtype.type(v)
-    if (float(r) > v and toward < v) or (float(r) < v and toward > v):
-        r = np.nextafter(r, dtype.type(toward))
-    return float(r)
+    return random_run(ctx, shape, params, launch)
 
 
-def _fan(op: str, shape: tuple[int, ...], dim: int) -> int:
-    """size / shape[dim], Caffe2's fan (0 for an empty output, which needs no scale)."""
-    check(len(shape) > dim, f"{op} needs an output of rank >= {dim + 1}, got shape {list(shape)}")
-    return math.prod(shape) // shape[dim] if shape[dim] else 0
-
-
-@table.kernel("GaussianFill", dtypes=FLOAT_TYPES)
-def gaussian_fill(ctx: KernelContext) -> RunFn:
-    mean, std = float(ctx.args["mean"]), float(ctx.args["std"])
-    return _random_fill(ctx, "gaussian_fill", lambda _dims: (mean, std))
-
-
-@table.kernel("MSRAFill", dtypes=FLOAT_TYPES)
-def msra_fill(ctx: KernelContext) -> RunFn:
-    def params(dims: tuple[int, ...]) -> tuple[float, ...]:
-        fan_out = _fan("MSRAFill", dims, 1)
-        return 0.0, math.sqrt(2.0 / fan_out) if fan_out else 0.0
-
-    return _random_fill(ctx, "gaussian_fill", params)
-
-
-@table.kernel("UniformFill", dtypes=FLOAT_TYPES)
-def uniform_fill(ctx: KernelContext) -> RunFn:
-    lo, hi = float(ctx.args["min"]), float(ctx.args["max"])
-    check(lo <= hi, f"UniformFill: min {lo} is above max {hi}")
-    dtype = _out_dtype(ctx)
-    # [min, max): the upper clamp is a dtype value below max (as on cpu).
-    cmin = _inside(dtype, lo, hi)
-    cmax = float(np.nextafter(dtype.type(hi), dtype.type(-np.inf)) if hi > lo else dtype.type(hi))
-    return _random_fill(ctx, "uniform_fill", lambda _dims: (lo, hi, cmin, max(cmin, cmax)))
-
-
-@table.kernel("XavierFill", dtypes=FLOAT_TYPES)
-def xavier_fill(ctx: KernelContext) -> RunFn:
-    dtype = _out_dtype(ctx)
-
-    def params(dims: tuple[int, ...]) -> tuple[float, ...]:
-        fan_in = _fan("XavierFill", dims, 0)
-        scale = math.sqrt(3.0 / fan_in) if fan_in else 0.0
-        bound = _inside(dtype, scale, 0.0)  # keep samples inside [-scale, scale] after rounding
-        return -scale, scale, -bound, bound
-
-    return _random_fill(ctx, "uniform_fill", params)
+for _op, _build in random_fills(_random_fill).items():
+    table.kernel(_op, dtypes=FLOAT_TYPES)(_build)

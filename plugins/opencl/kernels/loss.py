@@ -8,12 +8,10 @@ out-of-range label gives NaN instead of an out-of-bounds read.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.schema import check, norm_axis
+from kaffa.launch import loss as shared
 from kaffa_opencl.kernels.common import FLOATS, device, empty, kernel
 
 table = KernelTable("opencl")
@@ -48,40 +46,15 @@ class _Kernels:
         return empty(self.dev, (max(n, 1),), self.work)  # never zero-size: it is a kernel argument
 
 
-def _rows(x) -> tuple[int, int]:
-    """Cross-entropy view: [N, D] with N = dim 0 (1 for a 1-D X)."""
-    if x.ndim > 1:
-        return x.shape[0], math.prod(x.shape[1:])
-    return 1, x.shape[0]
-
-
-def _check_labels(op: str, t, n: int) -> None:
-    check(t.size == n, f"{op}: {t.size} labels for {n} rows")
-
-
 # -- SoftmaxWithLoss -------------------------------------------------------------------------------
 
 
 def _softmax_loss_setup(ctx: KernelContext, *names: str):
     a = ctx.args
-    weighted = ctx.num_inputs == (3 if ctx.op_type == "SoftmaxWithLoss" else 5)
+    weighted = shared.softmax_loss_weighted(ctx)
     label_prob = bool(a["label_prob"])
     ks = _Kernels(ctx, *names, LABEL_PROB=int(label_prob), WEIGHTED=int(weighted))
     return a["axis"], label_prob, ks.work.type(a["scale"]), weighted, ks
-
-
-def _split(op: str, x, axis: int) -> tuple[int, int]:
-    ax = norm_axis(axis, x.ndim, op)
-    return math.prod(x.shape[:ax]), math.prod(x.shape[ax:])
-
-
-def _softmax_loss_inputs(op: str, label_prob: bool, t, w, n: int, d: int) -> None:
-    if w is not None:
-        check(w.size == n, f"{op}: {w.size} weights for {n} rows")
-    if label_prob:
-        check(t.size == n * d, f"{op}: probability labels {list(t.shape)} do not match X as [{n}, {d}]")
-    else:
-        _check_labels(op, t, n)
 
 
 @table.kernel("SoftmaxWithLoss", dtypes=FLOATS)
@@ -90,8 +63,8 @@ def softmax_with_loss(ctx: KernelContext) -> RunFn:
     axis, label_prob, scale, _, ks = _softmax_loss_setup(ctx, "softmax_loss_rows", "softmax_loss_total")
 
     def run(x, t, w=None):
-        n, d = _split(op, x, axis)
-        _softmax_loss_inputs(op, label_prob, t, w, n, d)
+        n, d = shared.softmax_loss_rows(op, x, axis)
+        shared.check_softmax_loss_inputs(op, label_prob, t, w, n, d)
         rows, total = ks(np.int32 if label_prob else t.dtype)  # I only types class indices
         p, row_loss, loss = empty(ks.dev, x.shape, x.dtype), ks.scratch(n), empty(ks.dev, (), x.dtype)
         rows(n, x, t, p, row_loss, I64(n), I64(d))
@@ -110,10 +83,9 @@ def softmax_with_loss_gradient(ctx: KernelContext) -> RunFn:
 
     def run(x, t, *rest):
         w, p, dloss = rest if weighted else (None, *rest)
-        n, d = _split(op, x, axis)
-        check(p.shape == x.shape, f"{op}: P {list(p.shape)} must have X's shape {list(x.shape)}")
-        check(dloss.size == 1, f"{op}: the loss gradient must be a scalar, got shape {list(dloss.shape)}")
-        _softmax_loss_inputs(op, label_prob, t, w, n, d)
+        n, d = shared.softmax_loss_rows(op, x, axis)
+        shared.check_softmax_loss_grad(op, x, p, dloss)
+        shared.check_softmax_loss_inputs(op, label_prob, t, w, n, d)
         factor_k, grad_k = ks(np.int32 if label_prob else t.dtype, dloss.dtype)
         factor, dx = ks.scratch(1), empty(ks.dev, x.shape, x.dtype)
         factor_k(ks.wg, w, dloss, factor, I64(n), scale, local=(ks.wg,))
@@ -131,8 +103,8 @@ def label_cross_entropy(ctx: KernelContext) -> RunFn:
     op, ks = ctx.op_type, _Kernels(ctx, "label_xent")
 
     def run(x, t):
-        n, d = _rows(x)
-        _check_labels(op, t, n)
+        n, d = shared.xent_rows(x)
+        shared.check_labels(op, t, n)
         y = empty(ks.dev, (n,), x.dtype)
         ks(t.dtype)[0](n, x, t, y, I64(n), I64(d))
         return (y,)
@@ -145,9 +117,9 @@ def label_cross_entropy_gradient(ctx: KernelContext) -> RunFn:
     op, ks = ctx.op_type, _Kernels(ctx, "label_xent_grad")
 
     def run(x, t, dy):
-        n, d = _rows(x)
-        check(dy.size == n, f"{op}: dY has {dy.size} elements for {n} rows")
-        _check_labels(op, t, n)
+        n, d = shared.xent_rows(x)
+        shared.check_row_grad(op, dy, n)
+        shared.check_labels(op, t, n)
         dx = empty(ks.dev, x.shape, x.dtype)
         ks(t.dtype)[0](x.size, x, t, dy, dx, I64(n), I64(d))
         return (dx,)
@@ -155,17 +127,13 @@ def label_cross_entropy_gradient(ctx: KernelContext) -> RunFn:
     return run
 
 
-def _soft_labels(op: str, t, n: int, d: int) -> None:
-    check(t.size == n * d, f"{op}: labels {list(t.shape)} do not match X as [{n}, {d}]")
-
-
 @table.kernel("CrossEntropy", dtypes=FLOATS)
 def cross_entropy(ctx: KernelContext) -> RunFn:
     op, (k,) = ctx.op_type, _Kernels(ctx, "xent")()
 
     def run(x, t):
-        n, d = _rows(x)
-        _soft_labels(op, t, n, d)
+        n, d = shared.xent_rows(x)
+        shared.check_soft_labels(op, t, n, d)
         y = empty(k.dev, (n,), x.dtype)
         k(n, x, t, y, I64(n), I64(d))
         return (y,)
@@ -178,9 +146,9 @@ def cross_entropy_gradient(ctx: KernelContext) -> RunFn:
     op, (k,) = ctx.op_type, _Kernels(ctx, "xent_grad")()
 
     def run(x, t, dy):
-        n, d = _rows(x)
-        check(dy.size == n, f"{op}: dY has {dy.size} elements for {n} rows")
-        _soft_labels(op, t, n, d)
+        n, d = shared.xent_rows(x)
+        shared.check_row_grad(op, dy, n)
+        shared.check_soft_labels(op, t, n, d)
         dx = empty(k.dev, x.shape, x.dtype)
         k(x.size, x, t, dy, dx, I64(n), I64(d))
         return (dx,)
@@ -191,21 +159,12 @@ def cross_entropy_gradient(ctx: KernelContext) -> RunFn:
 # -- SigmoidCrossEntropyWithLogits -----------------------------------------------------------------
 
 
-def _sigmoid_xent_mode(ctx: KernelContext) -> int:
-    return 1 if ctx.args["log_D_trick"] else 2 if ctx.args["unjoined_lr_loss"] else 0
-
-
-def _same_logits(op: str, x, t) -> None:
-    check(x.shape == t.shape, f"{op}: logits {list(x.shape)} and targets {list(t.shape)} differ")
-
-
 @table.kernel("SigmoidCrossEntropyWithLogits", dtypes=FLOATS)
 def sigmoid_cross_entropy_with_logits(ctx: KernelContext) -> RunFn:
-    op, (k,) = ctx.op_type, _Kernels(ctx, "sigmoid_xent", MODE=_sigmoid_xent_mode(ctx))()
+    op, (k,) = ctx.op_type, _Kernels(ctx, "sigmoid_xent", MODE=shared.sigmoid_xent_mode(ctx))()
 
     def run(x, t):
-        _same_logits(op, x, t)
-        inner = x.shape[-1] if x.ndim else 1
+        inner = shared.sigmoid_xent_inner(op, x, t)
         y = empty(k.dev, x.shape[:-1], x.dtype)
         k(y.size, x, t, y, I64(y.size), I64(inner))
         return (y,)
@@ -215,12 +174,11 @@ def sigmoid_cross_entropy_with_logits(ctx: KernelContext) -> RunFn:
 
 @table.kernel("SigmoidCrossEntropyWithLogitsGradient", dtypes=FLOATS)
 def sigmoid_cross_entropy_with_logits_gradient(ctx: KernelContext) -> RunFn:
-    op, (k,) = ctx.op_type, _Kernels(ctx, "sigmoid_xent_grad", MODE=_sigmoid_xent_mode(ctx))()
+    op, (k,) = ctx.op_type, _Kernels(ctx, "sigmoid_xent_grad", MODE=shared.sigmoid_xent_mode(ctx))()
 
     def run(dy, x, t):
-        _same_logits(op, x, t)
-        inner = x.shape[-1] if x.ndim else 1
-        check(dy.size * inner == x.size, f"{op}: dY {list(dy.shape)} does not match logits {list(x.shape)}")
+        inner = shared.sigmoid_xent_inner(op, x, t)
+        shared.check_sigmoid_xent_grad(op, dy, x, inner)
         dx = empty(k.dev, x.shape, x.dtype)
         k(x.size, dy, x, t, dx, I64(x.size), I64(inner))
         return (dx,)
@@ -237,7 +195,7 @@ def averaged_loss(ctx: KernelContext) -> RunFn:
     (k,) = ks()
 
     def run(x):
-        check(x.size > 0, f"AveragedLoss: the mean of an empty X {list(x.shape)} is undefined")
+        shared.check_averaged_loss(x)
         y = empty(k.dev, (), x.dtype)
         k(ks.wg, x, y, I64(x.size), local=(ks.wg,))
         return (y,)
@@ -250,7 +208,7 @@ def averaged_loss_gradient(ctx: KernelContext) -> RunFn:
     ks = _Kernels(ctx, "averaged_loss_grad")
 
     def run(x, dy):
-        check(dy.size == 1, f"AveragedLossGradient: dY must be a scalar, got shape {list(dy.shape)}")
+        shared.check_averaged_loss_grad(dy)
         dx = empty(ks.dev, x.shape, x.dtype)
         ks(grad=dy.dtype)[0](x.size, dy, dx, I64(x.size))
         return (dx,)
@@ -261,18 +219,12 @@ def averaged_loss_gradient(ctx: KernelContext) -> RunFn:
 # -- SquaredL2Distance -----------------------------------------------------------------------------
 
 
-def _l2_rows(op: str, x, y) -> tuple[int, int]:
-    check(x.shape == y.shape, f"{op}: X {list(x.shape)} and Y {list(y.shape)} must have the same shape")
-    n = x.shape[0] if x.ndim else 1
-    return n, x.size // n if n else 0
-
-
 @table.kernel("SquaredL2Distance", dtypes=FLOATS)
 def squared_l2_distance(ctx: KernelContext) -> RunFn:
     op, (k,) = ctx.op_type, _Kernels(ctx, "l2_distance")()
 
     def run(x, y):
-        n, d = _l2_rows(op, x, y)
+        n, d = shared.l2_rows(op, x, y)
         z = empty(k.dev, (n,), x.dtype)
         k(n, x, y, z, I64(n), I64(d))
         return (z,)
@@ -285,8 +237,8 @@ def squared_l2_distance_gradient(ctx: KernelContext) -> RunFn:
     op, (k,) = ctx.op_type, _Kernels(ctx, "l2_distance_grad")()
 
     def run(x, y, dd):
-        n, d = _l2_rows(op, x, y)
-        check(dd.size == n, f"{op}: dDistance has {dd.size} elements for {n} rows")
+        n, d = shared.l2_rows(op, x, y)
+        shared.check_l2_grad(op, dd, n)
         dx, dy = empty(k.dev, x.shape, x.dtype), empty(k.dev, x.shape, x.dtype)
         k(x.size, x, y, dd, dx, dy, I64(n), I64(d))
         return dx, dy
@@ -303,10 +255,7 @@ def accuracy(ctx: KernelContext) -> RunFn:
     ks = _Kernels(ctx, "accuracy")
 
     def run(x, t):
-        check(x.ndim == 2, f"{op}: predictions must be 2-D [N, D], got {list(x.shape)}")
-        n, d = x.shape
-        check(t.ndim == 1 and t.size == n, f"{op}: labels must be [{n}], got {list(t.shape)}")
-        check(n > 0, f"{op}: the accuracy of an empty batch is undefined")
+        n, d = shared.accuracy_rows(op, x, t)
         out = empty(ks.dev, (), F32)
         ks(t.dtype)[0](ks.wg, x, t, out, I64(n), I64(d), top_k, local=(ks.wg,))
         return (out,)

@@ -6,27 +6,25 @@ cpu kernels' channel-first algorithm (kaffa_cpu.kernels.nn): Conv is im2col + on
 over (sample, group); its adjoint (ConvTranspose, Conv's dX) a batched GEMM to columns then
 col2im, a gather, so no atomics; the filter gradient one GEMM per group over all samples'
 columns at once. NHWC data and filters are permuted to channel-first and back. Column matrices
-bigger than COLS_BUDGET_BYTES are built a chunk of samples at a time.
+bigger than kaffa.launch.nn.COLS_BUDGET_BYTES are built a chunk of samples at a time.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
 from kaffa.launch import transpose_geometry
+from kaffa.launch.nn import ConvArgs, ConvGeometry, channel_split, chunk, fc_gradient_run, fc_run
 from kaffa.ops.geometry import Window
-from kaffa.schema import check, norm_axis
 from kaffa_opencl.kernels.blas import Gemm
 from kaffa_opencl.kernels.common import FLOATS, Consts, device, empty, kernel
 
 table = KernelTable("opencl")
-
-COLS_BUDGET_BYTES = 64 << 20
 
 
 class _Helpers:
@@ -62,10 +60,6 @@ class _Helpers:
         return self.consts(np.asarray(g, dtype=np.int32))
 
 
-def _chunk(n: int, bytes_per_sample: int) -> int:
-    return max(1, min(n, COLS_BUDGET_BYTES // max(1, bytes_per_sample)))
-
-
 def _to_cf(h: _Helpers, a: Any, nchw: bool) -> Any:
     return a if nchw else h.permute(a, (0, a.ndim - 1, *range(1, a.ndim - 1)))
 
@@ -87,7 +81,7 @@ def _conv_cf(h: _Helpers, x, w, group, win, outs, begins, bias=None) -> Any:
     if y.size == 0:
         return y
     geom = h.geometry(win, sizes, outs, begins)
-    step = _chunk(n, c * kp * op * h.dtype.itemsize)
+    step = chunk(n, c * kp * op * h.dtype.itemsize)
     cols = h.empty((step, c * kp, op))
     for s0 in range(0, n, step):
         cnt = min(step, n - s0)
@@ -114,7 +108,7 @@ def _adjoint_cf(h: _Helpers, dy, w, group, win, sizes, begins, bias=None) -> Any
     if dx.size == 0:
         return dx
     geom = h.geometry(win, sizes, outs, begins)
-    step = _chunk(n, c * kp * op * h.dtype.itemsize)
+    step = chunk(n, c * kp * op * h.dtype.itemsize)
     cols = h.empty((step, c * kp, op))
     for s0 in range(0, n, step):
         cnt = min(step, n - s0)
@@ -141,7 +135,7 @@ def _filter_grad_cf(h: _Helpers, x, dy, group, win, begins, kern) -> Any:
         h.permute(dy, (1, 0, *range(2, dy.ndim))) if n > 1 and m > 1 else dy
     )  # [M, N, O]: a group's rows, all samples
     dyt = dyt.reshape(m, n * op) if dyt.size else dyt
-    step = _chunk(n, c * kp * op * h.dtype.itemsize)
+    step = chunk(n, c * kp * op * h.dtype.itemsize)
     cols = h.empty((c * kp, step * op))
     gi = np.arange(group, dtype=np.int64)
     dw = None
@@ -165,214 +159,66 @@ def _filter_grad_cf(h: _Helpers, x, dy, group, win, begins, kern) -> Any:
 
 @table.kernel("FC", dtypes=FLOATS)
 def fc(ctx: KernelContext) -> RunFn:
-    axis, axis_w = ctx.args["axis"], ctx.args["axis_w"]
     g = Gemm(device(ctx), ctx.dtype or np.float32)
 
-    def run(x, w, b=None):
-        ax = norm_axis(axis, x.ndim, "FC")
-        aw = norm_axis(axis_w, w.ndim, "FC", "axis_w")
-        m, k = math.prod(x.shape[:ax]), math.prod(x.shape[ax:])
-        n, k_w = math.prod(w.shape[:aw]), math.prod(w.shape[aw:])
-        check(
-            k == k_w,
-            f"FC: X {list(x.shape)} flattened at axis {ax} has {k} columns but W {list(w.shape)} "
-            f"flattened at axis_w {aw} has {k_w}",
-        )
-        if b is not None:
-            check(b.size == n, f"FC: bias has {b.size} elements, W has {n} rows")
-        y = g(x, w, m, n, k, (k, 1), (1, k), out_shape=(*x.shape[:ax], n), bias=b)
-        return (y,)
+    def forward(x, w, b, ax, m, k, n):
+        return g(x, w, m, n, k, (k, 1), (1, k), out_shape=(*x.shape[:ax], n), bias=b)
 
-    return run
+    return fc_run(ctx, forward)
 
 
 @table.kernel("FCGradient", dtypes=FLOATS)
 def fc_gradient(ctx: KernelContext) -> RunFn:
-    axis, axis_w, n_out = ctx.args["axis"], ctx.args["axis_w"], ctx.num_outputs
     h = _Helpers(ctx)
 
-    def run(x, w, dy):
-        ax = norm_axis(axis, x.ndim, "FCGradient")
-        aw = norm_axis(axis_w, w.ndim, "FCGradient", "axis_w")
-        m, k = math.prod(x.shape[:ax]), math.prod(x.shape[ax:])
-        n = math.prod(w.shape[:aw])
-        check(
-            math.prod(w.shape[aw:]) == k and tuple(dy.shape) == (*x.shape[:ax], n),
-            f"FCGradient: X {list(x.shape)} (axis {ax}), W {list(w.shape)} (axis_w {aw}) and "
-            f"dY {list(dy.shape)} do not fit: dY must be {[*x.shape[:ax], n]}",
-        )
+    def backward(x, w, dy, m, k, n, with_dx):
         dw = h.gemm(dy, x, n, k, m, (1, n), (k, 1), out_shape=w.shape)  # dYᵀ · X
         out = [dw, h.channel_sums(dy, m, n, 1)]
-        if n_out > 2:
+        if with_dx:
             out.append(h.gemm(dy, w, m, k, n, (n, 1), (k, 1), out_shape=x.shape))  # dY · W
-        return tuple(out)
+        return out
 
-    return run
+    return fc_gradient_run(ctx, backward)
 
 
 # -- Conv, ConvTranspose ----------------------------------------------------------------------------
 
 
-def _channels(x: Any, nchw: bool) -> int:
-    return x.shape[1] if nchw else x.shape[-1]
-
-
-def _sizes(x: Any, nchw: bool) -> tuple[int, ...]:
-    return tuple(x.shape[2:] if nchw else x.shape[1:-1])
-
-
-def _conv_filter(op: str, x: Any, w: Any, nchw: bool, group: int) -> tuple[int, int, tuple[int, ...]]:
-    check(
-        x.ndim >= 3 and w.ndim == x.ndim,
-        f"{op}: X {list(x.shape)} needs a batch, a channel and a spatial axis, and the filter "
-        f"{list(w.shape)} the same rank",
-    )
-    c = _channels(x, nchw)
-    m, cg, kern = w.shape[0], _channels(w, nchw), _sizes(w, nchw)
-    check(
-        c == cg * group and m % group == 0,
-        f"{op}: X has {c} channels and the filter {list(w.shape)} has {m} outputs x {cg} channels "
-        f"per group; with group={group} X needs {cg * group} channels and outputs must divide",
-    )
-    return m, cg, kern
-
-
-def _transpose_filter(op: str, x: Any, w: Any, nchw: bool, group: int) -> tuple[int, tuple[int, ...]]:
-    check(
-        x.ndim >= 3 and w.ndim == x.ndim,
-        f"{op}: X {list(x.shape)} needs a batch, a channel and a spatial axis, and the filter "
-        f"{list(w.shape)} the same rank",
-    )
-    c = _channels(x, nchw)
-    check(
-        w.shape[0] == c and c % group == 0,
-        f"{op}: X has {c} channels, the filter {list(w.shape)} is for {w.shape[0]}; with group={group} "
-        "the channels must also divide into the groups",
-    )
-    return _channels(w, nchw) * group, _sizes(w, nchw)
-
-
-def _filter_window(op: str, args: Mapping[str, Any], kern: tuple[int, ...], cache: dict) -> Window:
-    win = cache.get(kern)
-    if win is None:
-        if args.get("kernels"):
-            declared = Window.from_args(args, len(kern)).kernels
-            check(
-                declared == kern,
-                f"{op}: kernel argument {list(declared)} does not match the filter's spatial "
-                f"shape {list(kern)}",
-            )
-        win = cache[kern] = Window.from_args(args, len(kern), kernels=kern)
-    return win
-
-
-def _layout(n: int, c: int, spatial: Sequence[int], nchw: bool) -> tuple[int, ...]:
-    return (n, c, *spatial) if nchw else (n, *spatial, c)
-
-
-def _check_dy(op: str, dy: Any, want: tuple[int, ...]) -> None:
-    check(tuple(dy.shape) == want, f"{op}: dY has shape {list(dy.shape)}, the forward output {list(want)}")
-
-
-def _bias_sums(h: _Helpers, dy: Any, nchw: bool) -> Any:
-    c = _channels(dy, nchw)
-    if nchw:
-        return h.channel_sums(dy, dy.shape[0], c, math.prod(dy.shape[2:]))
-    return h.channel_sums(dy, math.prod(dy.shape[:-1]), c, 1)
-
-
-@table.kernel("Conv", dtypes=FLOATS)
+@table.kernel("Conv", "ConvTranspose", dtypes=FLOATS)
 def conv(ctx: KernelContext) -> RunFn:
-    args = ctx.args
-    nchw = args["order"] == "NCHW"
-    group = int(args["group"])
-    windows: dict = {}
+    """Conv, and ConvTranspose: the adjoint of Conv in its input."""
+    c = ConvArgs.from_ctx(ctx, ctx.op_type)
     h = _Helpers(ctx)
+    op = _adjoint_cf if c.transpose else _conv_cf
 
-    def run(x, w, b=None):
-        m, _, kern = _conv_filter("Conv", x, w, nchw, group)
-        if b is not None:
-            check(b.size == m, f"Conv: bias has {b.size} elements for {m} output channels")
-        win = _filter_window("Conv", args, kern, windows)
-        outs, begins, _ = win.resolve(_sizes(x, nchw))
-        y = _conv_cf(h, _to_cf(h, x, nchw), _to_cf(h, w, nchw), group, win, outs, begins, b)
-        return (_from_cf(h, y, nchw),)
+    def forward(x, w, b, g: ConvGeometry):
+        y = op(h, _to_cf(h, x, c.nchw), _to_cf(h, w, c.nchw), c.group, g.win, g.outs, g.begins, b)
+        return _from_cf(h, y, c.nchw)
 
-    return run
+    return c.forward_run(forward)
 
 
-@table.kernel("ConvGradient", dtypes=FLOATS)
+@table.kernel("ConvGradient", "ConvTransposeGradient", dtypes=FLOATS)
 def conv_gradient(ctx: KernelContext) -> RunFn:
-    args = ctx.args
-    nchw = args["order"] == "NCHW"
-    group = int(args["group"])
-    no_bias = bool(args["no_bias"])
-    with_dx = ctx.num_outputs == (2 if no_bias else 3)
-    windows: dict = {}
+    """ConvGradient, and ConvTransposeGradient: there Y = adjoint(X), so dW correlates dY (the
+    big side) with X, and dX convolves dY with W."""
+    c = ConvArgs.from_ctx(ctx, ctx.op_type)
     h = _Helpers(ctx)
 
-    def run(x, w, dy):
-        m, _, kern = _conv_filter("ConvGradient", x, w, nchw, group)
-        win = _filter_window("ConvGradient", args, kern, windows)
-        sizes = _sizes(x, nchw)
-        outs, begins, _ = win.resolve(sizes)
-        _check_dy("ConvGradient", dy, _layout(x.shape[0], m, outs, nchw))
-        x_cf, w_cf, dy_cf = _to_cf(h, x, nchw), _to_cf(h, w, nchw), _to_cf(h, dy, nchw)
-        out = [_from_cf(h, _filter_grad_cf(h, x_cf, dy_cf, group, win, begins, kern), nchw)]
-        if not no_bias:
-            out.append(_bias_sums(h, dy, nchw))
-        if with_dx:
-            out.append(_from_cf(h, _adjoint_cf(h, dy_cf, w_cf, group, win, sizes, begins), nchw))
-        return tuple(out)
+    def prepare(x, w, dy):
+        return _to_cf(h, x, c.nchw), _to_cf(h, w, c.nchw), _to_cf(h, dy, c.nchw)
 
-    return run
+    def dw(cf, g: ConvGeometry):
+        x_cf, _, dy_cf = cf
+        big, small = (dy_cf, x_cf) if c.transpose else (x_cf, dy_cf)
+        return _from_cf(h, _filter_grad_cf(h, big, small, c.group, g.win, g.begins, g.kern), c.nchw)
 
+    def db(dy):
+        return h.channel_sums(dy, *channel_split(dy, c.nchw))
 
-@table.kernel("ConvTranspose", dtypes=FLOATS)
-def conv_transpose(ctx: KernelContext) -> RunFn:
-    args = ctx.args
-    nchw = args["order"] == "NCHW"
-    group = int(args["group"])
-    adjs = tuple(args["adjs"])
-    windows: dict = {}
-    h = _Helpers(ctx)
+    def dx(cf, g: ConvGeometry):
+        _, w_cf, dy_cf = cf
+        op = _conv_cf if c.transpose else _adjoint_cf
+        return _from_cf(h, op(h, dy_cf, w_cf, c.group, g.win, g.sizes, g.begins), c.nchw)
 
-    def run(x, w, b=None):
-        m, kern = _transpose_filter("ConvTranspose", x, w, nchw, group)
-        if b is not None:
-            check(b.size == m, f"ConvTranspose: bias has {b.size} elements for {m} output channels")
-        win = _filter_window("ConvTranspose", args, kern, windows)
-        outs, begins, _ = win.transpose_resolve(_sizes(x, nchw), adjs)
-        y = _adjoint_cf(h, _to_cf(h, x, nchw), _to_cf(h, w, nchw), group, win, outs, begins, b)
-        return (_from_cf(h, y, nchw),)
-
-    return run
-
-
-@table.kernel("ConvTransposeGradient", dtypes=FLOATS)
-def conv_transpose_gradient(ctx: KernelContext) -> RunFn:
-    args = ctx.args
-    nchw = args["order"] == "NCHW"
-    group = int(args["group"])
-    adjs = tuple(args["adjs"])
-    no_bias = bool(args["no_bias"])
-    with_dx = ctx.num_outputs == (2 if no_bias else 3)
-    windows: dict = {}
-    h = _Helpers(ctx)
-
-    def run(x, w, dy):
-        m, kern = _transpose_filter("ConvTransposeGradient", x, w, nchw, group)
-        win = _filter_window("ConvTransposeGradient", args, kern, windows)
-        sizes = _sizes(x, nchw)
-        outs, begins, _ = win.transpose_resolve(sizes, adjs)
-        _check_dy("ConvTransposeGradient", dy, _layout(x.shape[0], m, outs, nchw))
-        x_cf, w_cf, dy_cf = _to_cf(h, x, nchw), _to_cf(h, w, nchw), _to_cf(h, dy, nchw)
-        # Y = adjoint(X): dW correlates dY (the big side) with X, dX convolves dY with W.
-        out = [_from_cf(h, _filter_grad_cf(h, dy_cf, x_cf, group, win, begins, kern), nchw)]
-        if not no_bias:
-            out.append(_bias_sums(h, dy, nchw))
-        if with_dx:
-            out.append(_from_cf(h, _conv_cf(h, dy_cf, w_cf, group, win, sizes, begins), nchw))
-        return tuple(out)
-
-    return run
+    return c.gradient_run(prepare, dw, db, dx)

@@ -13,9 +13,10 @@ import itertools
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.launch import split_at, split_axis
+from kaffa.launch import norm as shared
+from kaffa.launch import split_axis
 from kaffa.ops.norm import channel_axis
-from kaffa.schema import check, norm_axis
+from kaffa.schema import check
 from kaffa_opencl.kernels.common import FLOATS, empty, f32, i32, i64, kernel
 
 table = KernelTable("opencl")
@@ -29,15 +30,6 @@ def _a(dtype: np.dtype) -> type:
 
 
 # -- SpatialBN -------------------------------------------------------------------------------------
-
-
-def _bn_layout(op: str, x, order: str, **vectors) -> tuple[int, int, int]:
-    """(outer, C, inner) around the channel axis; checks that every vector is [C]."""
-    ax = channel_axis(op, x.shape, order)
-    outer, c, inner = split_axis(x.shape, ax)
-    for name, v in vectors.items():
-        check(v.shape == (c,), f"{op}: {name} {list(v.shape)} must be [C] = [{c}] for X {list(x.shape)}")
-    return outer, c, inner
 
 
 @table.kernel("SpatialBN", dtypes=FLOATS)
@@ -54,15 +46,15 @@ def spatial_bn(ctx: KernelContext) -> RunFn:
         return y
 
     def run_test(x, scale, bias, mean, var):
-        _, c, inner = _bn_layout("SpatialBN", x, order, scale=scale, bias=bias, mean=mean, var=var)
+        _, c, inner = shared.bn_layout("SpatialBN", x, order, scale=scale, bias=bias, mean=mean, var=var)
         coef = empty(dev, (2 * c,), a)
         test_coef(c, mean, var, coef, i32(c), eps)
         return (normalize(x, scale, bias, coef, c, inner),)
 
     def run_train(x, scale, bias, mean, var):
-        outer, c, inner = _bn_layout("SpatialBN", x, order, scale=scale, bias=bias, mean=mean, var=var)
+        outer, c, inner = shared.bn_layout("SpatialBN", x, order, scale=scale, bias=bias, mean=mean, var=var)
         m = outer * inner
-        check(m > 1, f"SpatialBN: training needs more than one value per channel, X {list(x.shape)} has {m}")
+        shared.check_bn_train(x, m)
         coef = empty(dev, (2 * c,), a)
         rm, rv, mu, inv = (empty(dev, (c,), x.dtype) for _ in range(4))
         geom = (i64(outer), i32(c), i64(inner))
@@ -80,8 +72,8 @@ def spatial_bn_gradient(ctx: KernelContext) -> RunFn:
     dev = apply.dev
 
     def run(x, scale, dy, mean, stat):
-        check(x.shape == dy.shape, f"SpatialBNGradient: X {list(x.shape)} and dY {list(dy.shape)} differ")
-        outer, c, inner = _bn_layout("SpatialBNGradient", x, order, scale=scale, mean=mean, stat=stat)
+        shared.check_same_x("SpatialBNGradient", x, dy)
+        outer, c, inner = shared.bn_layout("SpatialBNGradient", x, order, scale=scale, mean=mean, stat=stat)
         coef = empty(dev, (5 * c,), a)
         dscale, dbias = empty(dev, (c,), x.dtype), empty(dev, (c,), x.dtype)
         geom = (i64(outer), i32(c), i64(inner))
@@ -133,8 +125,7 @@ def lrn_gradient(ctx: KernelContext) -> RunFn:
     dev = grad.dev
 
     def run(x, y, dy, *scale):
-        for name, t in (("Y", y), ("dY", dy), *(("scale", s) for s in scale)):
-            check(t.shape == x.shape, f"LRNGradient: X {list(x.shape)} and {name} {list(t.shape)} differ")
+        shared.check_lrn_grad(x, y, dy, scale)
         c, inner = _lrn_layout("LRNGradient", x, order)
         n = i64(x.size)
         if scale:
@@ -152,22 +143,14 @@ def lrn_gradient(ctx: KernelContext) -> RunFn:
 # -- LayerNorm -------------------------------------------------------------------------------------
 
 
-def _rows(op: str, x, axis: int) -> tuple[int, int, int]:
-    """(rows, D, canonical axis) of X viewed as [rows, D] at ``axis``."""
-    check(len(x.shape) >= 1, f"{op}: X must have at least one dim, got a scalar")
-    ax = norm_axis(axis, len(x.shape), op)
-    return (*split_at(x.shape, ax), ax)
-
-
 @table.kernel("LayerNorm", dtypes=FLOATS)
 def layer_norm(ctx: KernelContext) -> RunFn:
     k = kernel(ctx, "norm", "layer_norm")
     axis, eps = ctx.args["axis"], _a(ctx.dtype)(ctx.args["epsilon"])
 
     def run(x, *affine):
-        rows, d, ax = _rows("LayerNorm", x, axis)
-        for name, v in zip(("gamma", "beta"), affine):
-            check(v.size == d, f"LayerNorm: {name} {list(v.shape)} must have {d} elements")
+        rows, d, ax = shared.layer_norm_rows("LayerNorm", x, axis)
+        shared.check_layer_norm_affine(affine, d)
         gamma, beta = affine or (None, None)
         y = empty(k.dev, x.shape, x.dtype)
         mean, std = (empty(k.dev, (*x.shape[:ax], 1), x.dtype) for _ in range(2))
@@ -184,12 +167,7 @@ def layer_norm_gradient(ctx: KernelContext) -> RunFn:
     axis = ctx.args["axis"]
 
     def run(dy, y, mean, std, x, *gamma):
-        check(dy.shape == x.shape, f"LayerNormGradient: X {list(x.shape)} and dY {list(dy.shape)} differ")
-        rows, d, _ = _rows("LayerNormGradient", x, axis)
-        check(
-            mean.size == rows and std.size == rows,
-            f"LayerNormGradient: mean {list(mean.shape)} does not fit X {list(x.shape)}",
-        )
+        rows, d = shared.layer_norm_grad_rows(dy, x, mean, std, axis)
         g = gamma[0] if gamma else None
         dx = empty(k.dev, x.shape, x.dtype)
         k(rows * WG, dy, x, mean, std, g, dx, i64(d), i32(bool(gamma)), local=(WG,))
@@ -211,7 +189,7 @@ def dropout(ctx: KernelContext) -> RunFn:
     with_mask = ctx.num_outputs > 1
     # is_test is the identity: ratio 0 and scale 1 keep everything (u > 0), exactly.
     ratio = 0.0 if ctx.args["is_test"] else ctx.args["ratio"]
-    seed = np.uint32((ctx.seed ^ (ctx.seed >> 32)) & 0xFFFFFFFF)  # ctx.seed has 63 bits
+    seed = np.uint32(shared.dropout_seed(ctx.seed))
     runs = itertools.count()  # the stream: each run draws a fresh mask
     scale = _a(ctx.dtype)(1.0 / (1.0 - ratio))
 

@@ -1,12 +1,11 @@
 """ReduceSum, ReduceMean, ReduceMax, SumElements and their gradient ops.
 
 Shared with other families: ``RowReducer`` (sum / max / dot of X over any set of axes, read in
-place through a geometry table, no transpose copy), ``reduce_geometry``.
+place through a geometry table, no transpose copy; see kaffa.launch.reduce.reduce_geometry).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -14,29 +13,19 @@ from typing import Any
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.launch import broadcast_geometry, collapse, contiguous_strides
+from kaffa.launch.reduce import (
+    check_sum_elements_grad,
+    expand_geometry,
+    kept_shape,
+    reduce_count,
+    reduce_geometry,
+)
 from kaffa.ops.reduce import reduced_axes, reduced_shape
-from kaffa.schema import check
 from kaffa_opencl.kernels.common import FLOATS, NUMERIC, Consts, acc_scalar, empty, kernel, work_dtype
 
 table = KernelTable("opencl")
 
 GROUP = 256  # local size of the one-work-group-per-row kernels
-
-
-@functools.lru_cache(maxsize=256)
-def reduce_geometry(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, np.ndarray]:
-    """(kept, reduced, table) for reducing ``axes`` of a C-contiguous ``shape``: the table is
-    ``[nk, kept dims..., kept strides..., nr, reduced dims..., reduced strides...]`` (each part
-    collapsed), so row r, element j of the reduction lies at offset(kept, r) + offset(reduced, j)."""
-    strides = contiguous_strides(shape)
-    keep = [a for a in range(len(shape)) if a not in axes]
-    parts, sizes = [], []
-    for group in (keep, sorted(axes)):
-        dims, (sts,) = collapse([shape[a] for a in group], [strides[a] for a in group])
-        parts += [len(dims), *dims, *sts]
-        sizes.append(math.prod(shape[a] for a in group))
-    return sizes[0], sizes[1], np.asarray(parts, dtype=np.int32)
 
 
 class RowReducer:
@@ -83,28 +72,11 @@ def reduce_(ctx: KernelContext) -> RunFn:
 
     def run(x):
         axes = reduced_axes(op, axes_arg, x.ndim)
-        n = math.prod(x.shape[k] for k in axes)
-        if op == "ReduceMax":
-            check(n > 0, f"ReduceMax: cannot reduce an empty axis of X {list(x.shape)} (axes {list(axes)})")
+        n = reduce_count(op, x.shape, axes)
         out = reduced_shape(x.shape, axes, keepdims)
         return (reducer(x, axes, out, n if op == "ReduceMean" else 1),)
 
     return run
-
-
-def _kept_shape(dy: Any, x_shape: tuple[int, ...], axes: tuple[int, ...], op: str) -> tuple[int, ...]:
-    """X's shape with the reduced axes as size 1: dY's layout, ready to broadcast against X."""
-    kept = reduced_shape(x_shape, axes, True)
-    check(
-        dy.size == math.prod(kept),
-        f"{op}: dY {list(dy.shape)} is not X {list(x_shape)} reduced over {list(axes)}",
-    )
-    return kept
-
-
-@functools.lru_cache(maxsize=256)
-def _expand_geometry(x_shape: tuple[int, ...], kept: tuple[int, ...]) -> np.ndarray:
-    return broadcast_geometry(x_shape, kept)
 
 
 @table.kernel("ReduceSumGradient", "ReduceMeanGradient", "ReduceMaxGradient", dtypes=FLOATS)
@@ -116,11 +88,11 @@ def reduce_gradient(ctx: KernelContext) -> RunFn:
 
     def run(dy, x, y):
         axes = reduced_axes(op, axes_arg, x.ndim)
-        kept = _kept_shape(dy, x.shape, axes, op)
-        g = consts(_expand_geometry(tuple(x.shape), kept))
+        kept = kept_shape(dy, x.shape, axes, op)
+        g = consts(expand_geometry(tuple(x.shape), kept))
         dx = empty(k.dev, x.shape, dy.dtype)
         if is_max:
-            _kept_shape(y, x.shape, axes, op)
+            kept_shape(y, x.shape, axes, op)
             k(dx.size, dy, x, y, dx, g, np.int64(dx.size))
         else:
             n = math.prod(x.shape[a] for a in axes) if op == "ReduceMeanGradient" else 1
@@ -148,10 +120,10 @@ def sum_elements_gradient(ctx: KernelContext) -> RunFn:
     consts = Consts(k.dev)
 
     def run(x, dy):
-        check(dy.size == 1, f"SumElementsGradient: dY must have one element, got shape {list(dy.shape)}")
+        check_sum_elements_grad(dy)
         dx = empty(k.dev, x.shape, dy.dtype)
         div = acc_scalar(dy.dtype, max(x.size, 1) if average else 1)
-        k(dx.size, dy, dx, consts(_expand_geometry(tuple(x.shape), ())), div, np.int64(dx.size))
+        k(dx.size, dy, dx, consts(expand_geometry(tuple(x.shape), ())), div, np.int64(dx.size))
         return (dx,)
 
     return run

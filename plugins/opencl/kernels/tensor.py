@@ -9,7 +9,6 @@ and ends, Tile's tiles and axis) are read back to the host: the output shape dep
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,8 +16,9 @@ import numpy as np
 
 from kaffa.dtypes import ALL_TYPES, NUMERIC_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.launch import MAX_DIMS, collapse, contiguous_strides, split_axis, transpose_geometry
-from kaffa.ops.tensor import expand_shape, reshape_target, slice_bounds, squeeze_shape
+from kaffa.launch import split_axis, transpose_geometry
+from kaffa.launch import tensor as shared
+from kaffa.ops.tensor import expand_shape, reshape_target, squeeze_shape
 from kaffa.schema import check, norm_axis
 from kaffa_opencl.kernels.common import Consts, Launcher, device, empty, i64, kernel
 
@@ -56,23 +56,8 @@ def _upload(dev: Any, values: Sequence[int], dtype: np.dtype) -> Any:
 
 
 def _host_ints(op: str, what: str, v: Any) -> list[int]:
-    check(
-        v.ndim == 1 and v.dtype.kind in "iu",
-        f"{op}: {what} must be a 1-D int tensor, got {v.dtype}{list(v.shape)}",
-    )
+    shared.check_int_vector(op, what, v)
     return [int(a) for a in v.get()]
-
-
-def _geometry(dims: Sequence[int], strides: Sequence[int]) -> np.ndarray:
-    """The strided_read/strided_write table for an output of ``dims`` walking ``strides``."""
-    cd, (cs,) = collapse(dims, strides)
-    if len(cd) > MAX_DIMS:
-        raise ValueError(f"a copy over {len(cd)} non-mergeable dims; kernels take at most {MAX_DIMS}")
-    return np.asarray([len(cd), *cd, *cs], dtype=np.int32)
-
-
-def _shapes(xs: Sequence[Any]) -> str:
-    return ", ".join(str(list(x.shape)) for x in xs)
 
 
 def _copy(dev: Any, k: _Fn, x: Any) -> Any:
@@ -94,25 +79,7 @@ def concat(ctx: KernelContext) -> RunFn:
     dev, part = device(ctx), _Fn(ctx, "concat_part")
 
     def run(*xs):
-        rank = xs[0].ndim
-        check(all(x.ndim == rank for x in xs), f"Concat: inputs have different ranks: {_shapes(xs)}")
-        if add_axis:
-            ax = norm_axis(axis, rank + 1, "Concat")
-            check(
-                all(x.shape == xs[0].shape for x in xs),
-                f"Concat: with add_axis all inputs need one shape, got {_shapes(xs)}",
-            )
-            sizes = [1] * len(xs)  # each input is one slice of the new axis
-            shape = (*xs[0].shape[:ax], len(xs), *xs[0].shape[ax:])
-        else:
-            ax = norm_axis(axis, rank, "Concat")
-            rest = xs[0].shape[:ax] + xs[0].shape[ax + 1 :]
-            check(
-                all(x.shape[:ax] + x.shape[ax + 1 :] == rest for x in xs),
-                f"Concat: inputs differ off the concat axis {ax}: {_shapes(xs)}",
-            )
-            sizes = [x.shape[ax] for x in xs]
-            shape = (*rest[:ax], sum(sizes), *rest[ax:])
+        ax, sizes, shape = shared.concat_layout(xs, axis, add_axis)
         y = empty(dev, shape, xs[0].dtype)
         _, total, inner = split_axis(shape, ax)
         k, off = part(y.dtype), 0
@@ -131,32 +98,12 @@ def split(ctx: KernelContext) -> RunFn:
     axis, add_axis = int(ctx.args["axis"]), bool(ctx.args["add_axis"])
     n = ctx.num_outputs
     arg_sizes = list(ctx.args["split"] or [])
-    check(
-        not arg_sizes or len(arg_sizes) == n,
-        f"Split: `split` has {len(arg_sizes)} sizes for {n} outputs",
-    )
+    shared.check_split_arg(arg_sizes, n)
     dev, part = device(ctx), _Fn(ctx, "split_part")
 
     def run(x, sizes_in=None):
-        check(x.ndim >= 1, "Split: the input is a scalar")
-        ax = norm_axis(axis, x.ndim, "Split")
-        dim = x.shape[ax]
-        if add_axis:
-            check(dim == n, f"Split: with add_axis, axis {ax} has {dim} entries for {n} outputs")
-            sizes = [1] * n
-        else:
-            if sizes_in is not None:
-                sizes = _host_ints("Split", "input 1", sizes_in)
-                check(len(sizes) == n, f"Split: input 1 has {len(sizes)} sizes for {n} outputs")
-            elif arg_sizes:
-                sizes = arg_sizes
-            else:
-                check(dim % n == 0, f"Split: axis {ax} of size {dim} does not split into {n} equal parts")
-                sizes = [dim // n] * n
-            check(
-                all(s >= 0 for s in sizes) and sum(sizes) == dim,
-                f"Split: sizes {sizes} must be non-negative and sum to {dim}, the size of axis {ax}",
-            )
+        read = None if sizes_in is None else (lambda: _host_ints("Split", "input 1", sizes_in))
+        ax, dim, sizes = shared.split_sizes(x.shape, axis, add_axis, n, arg_sizes, read)
         _, _, inner = split_axis(x.shape, ax)
         k, off, outs = part(x.dtype), 0, []
         for s in sizes:
@@ -177,11 +124,8 @@ def reshape(ctx: KernelContext) -> RunFn:
     dev = device(ctx)
 
     def run(x, new_shape=None):
-        if new_shape is not None:
-            spec = _host_ints("Reshape", "input 1", new_shape)
-        else:
-            check(arg_shape is not None, "Reshape: no new shape (give the `shape` argument or input 1)")
-            spec = arg_shape
+        read = None if new_shape is None else (lambda: _host_ints("Reshape", "input 1", new_shape))
+        spec = shared.reshape_spec(arg_shape, read)
         y = x.reshape(reshape_target("Reshape", x.shape, spec))
         if with_old:
             return y, _upload(dev, x.shape, INT64)
@@ -197,11 +141,7 @@ def transpose(ctx: KernelContext) -> RunFn:
     consts = Consts(dev)
 
     def run(x):
-        check(
-            axes is None or len(axes) == x.ndim,
-            f"Transpose: axes {axes} has {len(axes or ())} entries for a rank-{x.ndim} input",
-        )
-        perm = axes or list(reversed(range(x.ndim)))
+        perm = shared.transpose_perm(axes, x.ndim)
         y = empty(dev, [x.shape[p] for p in perm], x.dtype)  # materialised, as on cpu
         g = consts(transpose_geometry(x.shape, perm))
         read(x.dtype)(y.size, x, y, g, i64(0), i64(y.size))
@@ -215,8 +155,7 @@ def flatten(ctx: KernelContext) -> RunFn:
     axis = int(ctx.args["axis"])
 
     def run(x):
-        check(0 <= axis <= x.ndim, f"Flatten: axis {axis} is out of range for a rank-{x.ndim} input")
-        return (x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:])),)
+        return (x.reshape(*shared.flatten_shape(x.shape, axis)),)
 
     return run
 
@@ -239,30 +178,9 @@ def expand_dims(ctx: KernelContext) -> RunFn:
     return lambda x: (x.reshape(expand_shape("ExpandDims", x.shape, dims)),)
 
 
-def _slicer(op: str, ctx: KernelContext, data: int):
-    """bounds(x shape, inputs after data) -> [(start, end)] per dim, args parsed once."""
-    n_extra = ctx.num_inputs - 1 - data
-    check(n_extra in (0, 2), f"{op}: give both starts and ends as inputs, or neither")
-    arg_starts, arg_ends = list(ctx.args["starts"]), list(ctx.args["ends"])
-
-    def bounds(shape: tuple[int, ...], extra: tuple[Any, ...]) -> tuple[list[int], np.ndarray, int]:
-        """(slice shape, strided_read geometry, base offset)."""
-        if extra:
-            starts, ends = (_host_ints(op, w, v) for w, v in zip(("starts", "ends"), extra))
-        else:
-            starts, ends = arg_starts, arg_ends
-        b = slice_bounds(op, shape, starts, ends)
-        strides = contiguous_strides(shape)
-        out = [e - s for s, e in b]  # type: ignore[misc]
-        base = sum(s * st for (s, _), st in zip(b, strides))  # type: ignore[misc]
-        return out, _geometry(out, strides), base
-
-    return bounds
-
-
 @table.kernel("Slice", dtypes=ALL_TYPES)
 def slice_(ctx: KernelContext) -> RunFn:
-    bounds = _slicer("Slice", ctx, 0)
+    bounds = shared.Slicer("Slice", ctx.num_inputs, ctx.args, 0, _host_ints)
     dev, read = device(ctx), _Fn(ctx, "strided_read")
     consts = Consts(dev)
 
@@ -277,7 +195,7 @@ def slice_(ctx: KernelContext) -> RunFn:
 
 @table.kernel("SliceGradient", dtypes=ALL_TYPES)
 def slice_gradient(ctx: KernelContext) -> RunFn:
-    bounds = _slicer("SliceGradient", ctx, 1)
+    bounds = shared.Slicer("SliceGradient", ctx.num_inputs, ctx.args, 1, _host_ints)
     dev = device(ctx)
     consts = Consts(dev)
     zero, write = _Fn(ctx, "zero"), _Fn(ctx, "strided_write")
@@ -285,10 +203,7 @@ def slice_gradient(ctx: KernelContext) -> RunFn:
     def run(x, *rest):
         dy = rest[-1]
         shape, g, base = bounds(x.shape, rest[:-1])
-        check(
-            dy.shape == tuple(shape),
-            f"SliceGradient: dY has shape {list(dy.shape)}, the slice {shape}",
-        )
+        shared.check_slice_gradient(dy.shape, shape)
         dx = _zeros(dev, zero, x.shape, dy.dtype)
         write(dy.dtype)(dy.size, dy, dx, consts(g), i64(base), i64(dy.size))
         return (dx,)
@@ -307,24 +222,15 @@ def _index_range(op: str, dev: Any, k: _Fn, idx: Any) -> tuple[int, int]:
     return lo, hi
 
 
-def _check_range(op: str, lo: int, hi: int, size: int, n: int) -> None:
-    check(
-        size == 0 or (lo >= 0 and hi < n),
-        f"{op}: indices must lie in [0, {n}), got values in [{lo}, {hi}]",
-    )
-
-
 @table.kernel("Gather", dtypes=ALL_TYPES)
 def gather(ctx: KernelContext) -> RunFn:
     dev, rng, gather = device(ctx), _Fn(ctx, "index_range"), _Fn(ctx, "gather")
 
     def run(data, idx):
-        check(data.ndim >= 1, "Gather: DATA is a scalar; it needs at least one dim")
+        shared.check_gather_data(data)
         lo, hi = _index_range("Gather", dev, rng, idx)
-        rows = data.shape[0]
-        _check_range("Gather", lo, hi, idx.size, rows)
-        y = empty(dev, (*idx.shape, *data.shape[1:]), data.dtype)
-        inner = math.prod(data.shape[1:])
+        shape, rows, inner = shared.gather_layout(data, idx, lo, hi)
+        y = empty(dev, shape, data.dtype)
         gather(data.dtype, idx.dtype)(y.size, data, idx, y, i64(rows), i64(inner), i64(y.size))
         return (y,)
 
@@ -337,65 +243,33 @@ def sparse_to_dense(ctx: KernelContext) -> RunFn:
     zero, scatter = _Fn(ctx, "zero"), _Fn(ctx, "sparse_to_dense", raw=False)
 
     def run(idx, values, like=None):
-        k = idx.ndim
-        check(
-            values.shape[:k] == idx.shape,
-            f"SparseToDense: values shape {list(values.shape)} does not start with the indices "
-            f"shape {list(idx.shape)}",
-        )
+        shared.check_sparse_values(idx, values)
         lo, hi = _index_range("SparseToDense", dev, rng, idx)
-        if like is not None:
-            check(like.ndim >= 1, "SparseToDense: data_to_infer_dim is a scalar; it needs a first dim")
-            first = like.shape[0]
-        else:
-            first = hi + 1 if idx.size else 0
-        _check_range("SparseToDense", lo, hi, idx.size, first)
-        shape = (first, *values.shape[k:])
+        shape, inner = shared.sparse_to_dense_layout(idx, values, like, lo, hi)
         if idx.size == 0:  # an empty index buffer cannot be a kernel argument
             return (_zeros(dev, zero, shape, values.dtype),)
         y = empty(dev, shape, values.dtype)
-        inner = math.prod(values.shape[k:])
         scatter(values.dtype, idx.dtype)(y.size, idx, values, y, i64(idx.size), i64(inner), i64(y.size))
         return (y,)
 
     return run
 
 
-def _tile_params(op: str, ctx: KernelContext):
-    """params(extra inputs) -> (tiles, axis): the arguments, or the optional inputs 1 and 2."""
-    arg_tiles, arg_axis = int(ctx.args["tiles"]), int(ctx.args["axis"])
-
-    def scalar(what: str, v: Any) -> int:
-        check(
-            v.size == 1 and v.dtype.kind in "iu",
-            f"{op}: {what} must be one int, got {v.dtype}{list(v.shape)}",
-        )
-        return int(v.get().reshape(()))
-
-    def params(extra: tuple[Any, ...]) -> tuple[int, int]:
-        tiles = scalar("tiles", extra[0]) if extra else arg_tiles
-        axis = scalar("axis", extra[1]) if len(extra) > 1 else arg_axis
-        check(tiles >= 1, f"{op}: tiles must be >= 1, got {tiles}")
-        return tiles, axis
-
-    return params
+def _read_int(v: Any) -> int:
+    return int(v.get().reshape(()))
 
 
 @table.kernel("Tile", dtypes=ALL_TYPES)
 def tile(ctx: KernelContext) -> RunFn:
-    params = _tile_params("Tile", ctx)
+    params = shared.TileParams("Tile", ctx.args, _read_int)
     dev, read = device(ctx), _Fn(ctx, "strided_read")
     consts = Consts(dev)
 
     def run(x, *extra):
         tiles, axis = params(extra)
-        check(x.ndim >= 1, "Tile: the input is a scalar; it needs an axis to tile")
-        ax = norm_axis(axis, x.ndim, "Tile")
-        outer, d, inner = split_axis(x.shape, ax)
-        y = empty(dev, (*x.shape[:ax], d * tiles, *x.shape[ax + 1 :]), x.dtype)
-        m = d * inner
-        g = consts(_geometry((outer, tiles, m), (m, 0, 1)))  # stride 0: every tile reads the block
-        read(x.dtype)(y.size, x, y, g, i64(0), i64(y.size))
+        shape, g = shared.tile_layout(x.shape, tiles, axis)
+        y = empty(dev, shape, x.dtype)
+        read(x.dtype)(y.size, x, y, consts(g), i64(0), i64(y.size))
         return (y,)
 
     return run
@@ -403,17 +277,13 @@ def tile(ctx: KernelContext) -> RunFn:
 
 @table.kernel("TileGradient", dtypes=NUMERIC_TYPES)
 def tile_gradient(ctx: KernelContext) -> RunFn:
-    params = _tile_params("TileGradient", ctx)
+    params = shared.TileParams("TileGradient", ctx.args, _read_int)
     dev, k = device(ctx), _Fn(ctx, "tile_gradient", raw=False)
 
     def run(dy, *extra):
         tiles, axis = params(extra)
-        check(dy.ndim >= 1, "TileGradient: dY is a scalar")
-        ax = norm_axis(axis, dy.ndim, "TileGradient")
-        d = dy.shape[ax]
-        check(d % tiles == 0, f"TileGradient: axis {ax} of dY shape {list(dy.shape)} is not {tiles} tiles")
-        dx = empty(dev, (*dy.shape[:ax], d // tiles, *dy.shape[ax + 1 :]), dy.dtype)
-        m = (d // tiles) * math.prod(dy.shape[ax + 1 :])
+        shape, m = shared.tile_gradient_layout(dy.shape, tiles, axis)
+        dx = empty(dev, shape, dy.dtype)
         k(dy.dtype)(dx.size, dy, dx, i64(tiles), i64(m), i64(dx.size))  # sums in float for half
         return (dx,)
 
@@ -437,11 +307,7 @@ def shape(ctx: KernelContext) -> RunFn:
 @table.kernel("ResizeLike", dtypes=ALL_TYPES)
 def resize_like(ctx: KernelContext) -> RunFn:
     def run(x, like):
-        check(
-            x.size == like.size,
-            f"ResizeLike: input shape {list(x.shape)} ({x.size} elements) cannot take the shape "
-            f"{list(like.shape)} ({like.size} elements)",
-        )
+        shared.check_resize_like(x, like)
         return (x.reshape(like.shape),)
 
     return run

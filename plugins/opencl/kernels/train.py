@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
+from kaffa.launch.train import check_lr, check_sizes
 from kaffa.schema import check
 from kaffa_opencl.kernels.common import FLOATS, device, empty, kernel
 
@@ -47,18 +48,6 @@ class _Kernels:
 def _count(op: str, what: str, x) -> None:
     check(x.dtype == I64, f"{op}: {what} must be int64, got {x.dtype}")
     check(x.size == 1, f"{op}: {what} must hold one element, got shape {list(x.shape)}")
-
-
-def _lr(op: str, lr) -> None:
-    check(lr.size == 1, f"{op}: lr must hold one element, got shape {list(lr.shape)}")
-
-
-def _sizes(op: str, **arrays) -> None:
-    sizes = {k: v.size for k, v in arrays.items()}
-    check(
-        len(set(sizes.values())) == 1,
-        f"{op}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items()) + " must have equal sizes",
-    )
 
 
 @table.kernel("Iter", dtypes=(I64,))
@@ -106,8 +95,8 @@ def momentum_sgd_update(ctx: KernelContext) -> RunFn:
     mom, opm = ks.A.type(momentum), ks.A.type(1 + momentum)
 
     def run(grad, moment, lr, param):
-        _sizes(op, grad=grad, moment=moment, param=param)
-        _lr(op, lr)
+        check_sizes(op, grad=grad, moment=moment, param=param)
+        check_lr(op, lr)
         (k,) = ks(lr.dtype)
         dt = grad.dtype
         g, m, p = (empty(k.dev, a.shape, dt) for a in (grad, moment, param))
@@ -127,8 +116,8 @@ def adam(ctx: KernelContext) -> RunFn:
     scalars = (A(beta1), A(1 - beta1), A(beta2), A(1 - beta2), A(eps))
 
     def run(param, m1, m2, grad, lr, it):
-        _sizes(op, param=param, moment_1=m1, moment_2=m2, grad=grad)
-        _lr(op, lr)
+        check_sizes(op, param=param, moment_1=m1, moment_2=m2, grad=grad)
+        check_lr(op, lr)
         _count(op, "iter", it)
         corr_k, k = ks(lr.dtype)
         dt = param.dtype
@@ -149,8 +138,8 @@ def adagrad(ctx: KernelContext) -> RunFn:
     eps, decay = ks.A.type(ctx.args["epsilon"]), ks.A.type(ctx.args["decay"])
 
     def run(param, moment, grad, lr):
-        _sizes(op, param=param, moment=moment, grad=grad)
-        _lr(op, lr)
+        check_sizes(op, param=param, moment=moment, grad=grad)
+        check_lr(op, lr)
         (k,) = ks(lr.dtype)
         p, m = empty(k.dev, param.shape, param.dtype), empty(k.dev, moment.shape, param.dtype)
         k(param.size, param, moment, grad, lr, p, m, eps, decay, np.int64(param.size))

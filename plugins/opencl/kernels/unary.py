@@ -6,14 +6,13 @@ Every kernel computes in A (float for float16) and rounds once on store.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from kaffa.dtypes import ALL_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.ops.math import legacy_b_shape
+from kaffa.launch.elementwise import check_pow_gradient, clip_bounds, exponent_shapes, same_shape
 from kaffa.schema import check
 from kaffa_opencl.kernels.common import FLOATS, NUMERIC, acc_scalar, device, empty, kernel, work_dtype
 from kaffa_opencl.kernels.elementwise import Geometry, SumTo, grad_map, unary_map
@@ -62,18 +61,9 @@ def abs_gradient(ctx: KernelContext) -> RunFn:
     return grad_map(ctx, "unary", "abs_gradient", what="X")
 
 
-def _bounds(dtype: np.dtype, lo: float, hi: float) -> tuple[Any, Any]:
-    """Clip's bounds as kernel arguments: integers clip to ceil(min) / floor(max), and a bound beyond
-    the dtype's range is no bound at all (as the cpu kernel)."""
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        lo_i = info.min if lo <= info.min else math.ceil(lo)
-        hi_i = info.max if hi >= info.max else math.floor(hi)
-        return dtype.type(min(max(lo_i, info.min), info.max)), dtype.type(max(min(hi_i, info.max), info.min))
-    finfo = np.finfo(dtype)
-    # Rounded to the dtype first (float16 bounds), then widened to A.
-    lo_t, hi_t = dtype.type(max(lo, float(finfo.min))), dtype.type(min(hi, float(finfo.max)))
-    return acc_scalar(dtype, lo_t), acc_scalar(dtype, hi_t)
+def _bounds(dtype: np.dtype, lo: float, hi: float) -> tuple[Any, ...]:
+    """Clip's bounds (see kaffa.launch.elementwise.clip_bounds) as kernel arguments of type A."""
+    return tuple(acc_scalar(dtype, b) for b in clip_bounds(dtype, lo, hi))
 
 
 @table.kernel("Clip", dtypes=NUMERIC)
@@ -96,18 +86,6 @@ def clip_gradient(ctx: KernelContext) -> RunFn:
     )
 
 
-def _exponent_shape(
-    op: str, x: Any, e: Any, legacy: bool, axis: int
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(E's shape for numpy broadcasting, the broadcast shape); legacy E lines up inside X at ``axis``."""
-    es = tuple(legacy_b_shape(op, x.shape, e.shape, axis)) if legacy else tuple(e.shape)
-    try:
-        return es, tuple(np.broadcast_shapes(x.shape, es))
-    except ValueError:
-        check(False, f"{op}: shapes {list(x.shape)} and {list(es)} do not broadcast")
-        raise  # unreachable: check raised
-
-
 @table.kernel("Pow", dtypes=FLOATS)
 def pow_(ctx: KernelContext) -> RunFn:
     exponent = ctx.args["exponent"]
@@ -123,7 +101,7 @@ def pow_(ctx: KernelContext) -> RunFn:
             ks(x.size, x, y, np.int64(x.size), acc_scalar(x.dtype, exponent))
             return (y,)
         check(exponent is None, "Pow: give the exponent either as the `exponent` argument or as input 1")
-        es, out = _exponent_shape("Pow", x, e, legacy, axis)
+        es, out = exponent_shapes("Pow", x, e, legacy, axis)
         y = empty(kt.dev, out, x.dtype)
         kt(y.size, geometry.broadcast(out, x.shape, es), x, e, y, np.int64(y.size))
         return (y,)
@@ -140,11 +118,8 @@ def pow_gradient(ctx: KernelContext) -> RunFn:
     sum_to = SumTo(ctx, ctx.dtype, geometry)
 
     def run(x, e, y, dy):
-        es, out = _exponent_shape("PowGradient", x, e, legacy, axis)
-        check(
-            y.shape == out and dy.shape == out,
-            f"PowGradient: Y {list(y.shape)} and dY {list(dy.shape)} must have the shape of X^E, {list(out)}",
-        )
+        es, out = exponent_shapes("PowGradient", x, e, legacy, axis)
+        check_pow_gradient(y, dy, out)
         dxf, def_ = empty(k.dev, out, w), empty(k.dev, out, w)
         k(dy.size, geometry.broadcast(out, x.shape, es), x, e, y, dy, dxf, def_, np.int64(dy.size))
         return sum_to(dxf, x.shape), sum_to(def_, es).reshape(e.shape)
@@ -186,10 +161,7 @@ def cast_gradient(ctx: KernelContext) -> RunFn:
     dev = device(ctx)
 
     def run(x, dy):
-        check(
-            x.shape == dy.shape,
-            f"CastGradient: X {list(x.shape)} and dY {list(dy.shape)} must have one shape",
-        )
+        same_shape("CastGradient", x, dy, "X")
         dx = empty(dev, dy.shape, x.dtype)
         get(dy.dtype, x.dtype)(dy.size, dy, dx, np.int64(dy.size))
         return (dx,)
