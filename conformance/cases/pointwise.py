@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from kaffa import dtypes
-from kaffa.ops.pointwise import SIGNED_TYPES, UNSIGNED_TYPES
 from kaffa_conformance.cases import EXACT, Case, cases, ints, uniform
 
 SHAPES = [(1,), (7,), (2, 3), (3, 1, 5), (2, 3, 4, 5), (1, 1, 1, 1), ()]
@@ -90,7 +89,7 @@ def _nonzero_ints(rng, shape, low, high):
 
 @cases("Mod")
 def mod(rng):
-    signed, unsigned = list(SIGNED_TYPES), list(UNSIGNED_TYPES)
+    signed, unsigned = list(dtypes.SIGNED_INT_TYPES), list(dtypes.UNSIGNED_INT_TYPES)
     out = []
     for fmod in (0, 1):
         tag = "fmod" if fmod else "mod"
@@ -223,7 +222,7 @@ def _bitwise(op: str):
             case("broadcast_both", (3, 1), (1, 5)),
             case("scalar", (), ()),
             case("bits01", (3, 4), (3, 4), 0, 2),
-            case("negative", (3, 5), (3, 5), -100, 100, types=list(SIGNED_TYPES)),
+            case("negative", (3, 5), (3, 5), -100, 100, types=list(dtypes.SIGNED_INT_TYPES)),
             case("legacy_axis", (2, 3, 4), (3,), args={"broadcast": 1, "axis": 1}),
             case("inplace", (3, 4), (3, 4), inplace=[(0, 0), (1, 0)]),
         ]
@@ -245,7 +244,7 @@ def bitwise_not(rng):
             "negative",
             [ints(rng, (3, 5), -100, 100)],
             op_class=EXACT,
-            dtypes=list(SIGNED_TYPES),
+            dtypes=list(dtypes.SIGNED_INT_TYPES),
         )
     )
     out.append(Case("BitwiseNot", "inplace", [ints(rng, (4, 6), 0, 100)], op_class=EXACT, inplace=[(0, 0)]))
@@ -294,7 +293,7 @@ def bit_shift(rng):
                 [ints(rng, (3, 6), -100, 100), ints(rng, (3, 6), -3, 12)],
                 {"direction": direction},
                 op_class=EXACT,
-                dtypes=list(SIGNED_TYPES),
+                dtypes=list(dtypes.SIGNED_INT_TYPES),
             ),
         ]
     out.append(

@@ -24,29 +24,16 @@ from kaffa import dtypes
 from kaffa.errors import SchemaError
 from kaffa.gradients import GradientContext, GradientOps, gradient
 from kaffa.ops.math import BINARY_ARGS, broadcast_shapes, canon_binary, legacy_b_shape
-from kaffa.schema import REQUIRED, Arg, ArgType, TensorInfo, check, define, same_as_input, same_dtype
+from kaffa.ops.unary import define_unary
+from kaffa.schema import REQUIRED, Arg, ArgType, TensorInfo, check, define, same_dtype
 
-SIGNED_TYPES: tuple[np.dtype, ...] = tuple(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64))
-UNSIGNED_TYPES: tuple[np.dtype, ...] = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.uint64))
-INTEGER_TYPES: tuple[np.dtype, ...] = SIGNED_TYPES + UNSIGNED_TYPES
-BITWISE_TYPES: tuple[np.dtype, ...] = (*INTEGER_TYPES, dtypes.BOOL)
-MOD_TYPES: tuple[np.dtype, ...] = (*dtypes.FLOAT_TYPES, *INTEGER_TYPES)
-WHERE_TYPES: tuple[np.dtype, ...] = (*dtypes.FLOAT_TYPES, *INTEGER_TYPES, dtypes.BOOL)
+BITWISE_TYPES: tuple[np.dtype, ...] = (*dtypes.ALL_INT_TYPES, dtypes.BOOL)
+MOD_TYPES: tuple[np.dtype, ...] = (*dtypes.FLOAT_TYPES, *dtypes.ALL_INT_TYPES)
+WHERE_TYPES: tuple[np.dtype, ...] = (*dtypes.FLOAT_TYPES, *dtypes.ALL_INT_TYPES, dtypes.BOOL)
 
 
 def _unary(name: str, doc: str, types: tuple[np.dtype, ...] = dtypes.FLOAT_TYPES, **kw: Any) -> None:
-    kw.setdefault("inplace", "one_to_one")
-    kw.setdefault("infer", same_as_input(0))
-    define(
-        name,
-        family="pointwise",
-        doc=doc,
-        inputs=1,
-        input_docs=[("X", "input")],
-        output_docs=[("Y", "output, same shape and dtype")],
-        dtypes=types,
-        **kw,
-    )
+    define_unary(name, doc, types, family="pointwise", **kw)
 
 
 _unary("Sin", "Elementwise sine (radians).")
@@ -139,8 +126,8 @@ define(
     args=[Arg("direction", ArgType.STRING, REQUIRED, "LEFT or RIGHT")],
     canonicalize=_canon_bitshift,
     inplace={(0, 0), (1, 0)},
-    infer=_infer_broadcast("BitShift", types=INTEGER_TYPES),
-    dtypes=INTEGER_TYPES,
+    infer=_infer_broadcast("BitShift", types=dtypes.ALL_INT_TYPES),
+    dtypes=dtypes.ALL_INT_TYPES,
     differentiable=False,
 )
 

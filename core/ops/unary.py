@@ -24,12 +24,15 @@ FLOAT_LOWEST = float(np.finfo(np.float32).min)
 FLOAT_MAX = float(np.finfo(np.float32).max)
 
 
-def _unary(name: str, doc: str, types: tuple[np.dtype, ...] = dtypes.FLOAT_TYPES, **kw: Any) -> None:
+def define_unary(
+    name: str, doc: str, types: tuple[np.dtype, ...] = dtypes.FLOAT_TYPES, family: str = "unary", **kw: Any
+) -> None:
+    """An elementwise Y = f(X) schema: one input, same shape and dtype out, in place allowed."""
     kw.setdefault("inplace", "one_to_one")
     kw.setdefault("infer", same_as_input(0))
     define(
         name,
-        family="unary",
+        family=family,
         doc=doc,
         inputs=1,
         input_docs=[("X", "input")],
@@ -39,14 +42,14 @@ def _unary(name: str, doc: str, types: tuple[np.dtype, ...] = dtypes.FLOAT_TYPES
     )
 
 
-_unary("Exp", "Elementwise e^x.")
-_unary("Log", "Elementwise natural log (x <= 0 gives -inf / NaN).")
-_unary("Sqrt", "Elementwise square root (x < 0 gives NaN).")
-_unary("Sqr", "Elementwise x^2.")
-_unary("Abs", "Elementwise |x|.", dtypes.NUMERIC_TYPES)
-_unary("Negative", "Elementwise -x.", dtypes.NUMERIC_TYPES)
-_unary("Scale", "Elementwise x * scale.", args=[Arg("scale", ArgType.FLOAT, 1.0, "the factor")])
-_unary(
+define_unary("Exp", "Elementwise e^x.")
+define_unary("Log", "Elementwise natural log (x <= 0 gives -inf / NaN).")
+define_unary("Sqrt", "Elementwise square root (x < 0 gives NaN).")
+define_unary("Sqr", "Elementwise x^2.")
+define_unary("Abs", "Elementwise |x|.", dtypes.NUMERIC_TYPES)
+define_unary("Negative", "Elementwise -x.", dtypes.NUMERIC_TYPES)
+define_unary("Scale", "Elementwise x * scale.", args=[Arg("scale", ArgType.FLOAT, 1.0, "the factor")])
+define_unary(
     "Clip",
     "Elementwise min(max(x, min), max). Integer inputs clip to ceil(min) and floor(max).",
     dtypes.ALL_NUMERIC_TYPES,
@@ -55,7 +58,7 @@ _unary(
         Arg("max", ArgType.FLOAT, FLOAT_MAX, "upper bound (default: none)"),
     ],
 )
-_unary(
+define_unary(
     "StopGradient",
     "Identity; gradients do not flow back through it.",
     dtypes.ALL_TYPES,

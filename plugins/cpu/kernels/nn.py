@@ -20,6 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from kaffa.dtypes import FLOAT_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
+from kaffa.launch.math import work_dtype  # float16 computes in float32: numpy's float16 GEMM is slow
 from kaffa.launch.nn import (
     channels,
     check_dy,
@@ -41,11 +42,6 @@ F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
 
 # Largest im2col matrix built at once; bigger batches are convolved in chunks of samples.
 COLS_BUDGET_BYTES = 64 << 20
-
-
-def work_dtype(dtype: np.dtype) -> np.dtype:
-    """The dtype to compute in: numpy's float16 GEMM is slow and rounds every partial sum."""
-    return F32 if dtype == F16 else dtype
 
 
 def _prod(dims: Sequence[int]) -> int:

@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 
-from kaffa.dtypes import FLOAT_TYPES
+from kaffa.dtypes import ALL_INT_TYPES, FLOAT_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
 from kaffa.ops.math import legacy_b_shape
-from kaffa.ops.pointwise import BITWISE_TYPES, INTEGER_TYPES, MOD_TYPES, WHERE_TYPES
+from kaffa.ops.pointwise import BITWISE_TYPES, MOD_TYPES, WHERE_TYPES
 from kaffa.schema import check
 from kaffa_cpu.kernels.math import reduce_to
 from kaffa_cpu.kernels.nn import work_dtype
@@ -144,7 +144,7 @@ def bitwise(ctx: KernelContext) -> RunFn:
     return run
 
 
-@table.kernel("BitShift", dtypes=INTEGER_TYPES)
+@table.kernel("BitShift", dtypes=ALL_INT_TYPES)
 def bit_shift(ctx: KernelContext) -> RunFn:
     left = ctx.args["direction"] == "LEFT"
 
