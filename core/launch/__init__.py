@@ -8,7 +8,8 @@ index. Nothing here touches a device.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -108,3 +109,28 @@ def transpose_geometry(shape: Sequence[int], perm: Sequence[int]) -> np.ndarray:
     if len(dims) > MAX_DIMS:
         raise ValueError(f"transpose over {len(dims)} non-mergeable dims; kernels take at most {MAX_DIMS}")
     return np.asarray([len(dims), *dims, *sts], dtype=np.int32)
+
+
+class TableCache:
+    """Device copies of small host tables (geometry, parameters) made once per distinct value:
+    shapes rarely change between runs, so the hot path is a dict lookup. ``upload`` turns a numpy
+    array into a device array.
+
+    When full, a new generation starts and the previous one is kept alive until the next: a launch
+    may hold tables from both, and a dropped table's buffer would go straight back to the device
+    pool, where the next upload could overwrite it before the launch reads it."""
+
+    def __init__(self, upload: Callable[[np.ndarray], Any], limit: int = 64):
+        self.upload = upload
+        self.limit = limit
+        self._cache: dict[tuple[str, bytes], Any] = {}
+        self._old: dict[tuple[str, bytes], Any] = {}
+
+    def __call__(self, table: np.ndarray) -> Any:
+        key = (table.dtype.str, table.tobytes())
+        dev_table = self._cache.get(key)
+        if dev_table is None:
+            if len(self._cache) >= self.limit:
+                self._old, self._cache = self._cache, {}
+            dev_table = self._cache[key] = self.upload(table)
+        return dev_table

@@ -24,6 +24,7 @@ import numpy as np
 
 from kaffa.errors import DeviceError, DeviceMemoryError, KernelBuildError
 from kaffa.kernels import KernelContext
+from kaffa.launch import TableCache
 from kaffa.runtime import one_line
 from kaffa_metal.allocator import MetalArray
 from kaffa_metal.device import BACKEND, MetalDevice
@@ -194,27 +195,17 @@ def words(*values: Any) -> np.ndarray:
 
 
 class Params:
-    """Parameter tables (u32 words) uploaded once per distinct value and reused: shapes rarely
-    change between runs, so the hot path is a dict lookup."""
+    """Parameter tables (u32 words) on the device, one upload per distinct value
+    (``kaffa.launch.TableCache``). The cache keeps the MetalArray, not just its buffer: its
+    finalizer hands the buffer back to the pool, where an op could get it as an output while
+    launches still read it."""
 
     def __init__(self, dev: MetalDevice, limit: int = 64):
         self.dev = dev
-        self.limit = limit
-        self._cache: dict[bytes, Any] = {}
-        self._old: dict[bytes, Any] = {}
+        self._tables = TableCache(dev.allocator.copyin, limit)
 
     def __call__(self, values: Sequence[Any] | np.ndarray) -> Any:
         arr = values if isinstance(values, np.ndarray) and values.dtype == np.uint32 else words(*values)
         if arr.size == 0:
             arr = np.zeros(1, np.uint32)
-        key = arr.tobytes()
-        buf = self._cache.get(key)
-        if buf is None:
-            if len(self._cache) >= self.limit:
-                # Start a new generation but keep the last one alive: a launch may hold tables
-                # from both, and a dropped table's buffer would go straight back to the pool.
-                self._old, self._cache = self._cache, {}
-            # Keep the MetalArray, not just its buffer: its finalizer hands the buffer back to the
-            # pool, where an op could get it as an output while launches still read it.
-            buf = self._cache[key] = self.dev.allocator.copyin(arr)
-        return buf.buffer
+        return self._tables(arr).buffer

@@ -19,6 +19,8 @@ import numpy as np
 
 from kaffa.errors import DeviceMemoryError, KernelBuildError
 from kaffa.kernels import KernelContext
+from kaffa.launch import TableCache
+from kaffa.launch.math import work_dtype
 from kaffa.runtime import one_line
 from kaffa_opencl.device import BACKEND, OpenCLDevice
 
@@ -47,12 +49,6 @@ _C_TYPES = {
 
 def c_type(dtype: Any) -> str:
     return _C_TYPES[np.dtype(dtype)]
-
-
-def work_dtype(dtype: Any) -> np.dtype:
-    """The dtype kernels compute T in (their A): float32 for float16, else T itself."""
-    dt = np.dtype(dtype)
-    return np.dtype(np.float32) if dt == np.float16 else dt
 
 
 def acc_scalar(dtype: Any, value: float) -> np.generic:
@@ -190,25 +186,18 @@ def zeros(dev: OpenCLDevice, shape: Sequence[int], dtype: Any) -> Any:
 
 
 class Consts:
-    """Small int32/float tables (geometry, axes) uploaded once per distinct value and reused:
-    shapes rarely change between runs, so the hot path is a dict lookup."""
+    """Small int32/float tables (geometry, axes) on the device, one upload per distinct value
+    (``kaffa.launch.TableCache``)."""
 
     def __init__(self, dev: OpenCLDevice, limit: int = 64):
         self.dev = dev
-        self.limit = limit
-        self._cache: dict[tuple[str, bytes], Any] = {}
+        self._tables = TableCache(dev.allocator.copyin, limit)
 
     def __call__(self, values: np.ndarray | Sequence[int]) -> Any:
         arr = np.ascontiguousarray(values if isinstance(values, np.ndarray) else np.asarray(values, np.int32))
         if arr.size == 0:
             arr = np.zeros(1, arr.dtype)  # a zero-size buffer is invalid in OpenCL
-        key = (arr.dtype.str, arr.tobytes())
-        buf = self._cache.get(key)
-        if buf is None:
-            if len(self._cache) >= self.limit:
-                self._cache.clear()
-            buf = self._cache[key] = self.dev.allocator.copyin(arr)
-        return buf
+        return self._tables(arr)
 
 
 def args_get(args: Mapping[str, Any], name: str, default: Any = None) -> Any:
