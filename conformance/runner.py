@@ -353,6 +353,15 @@ def plan_cases(ops: Iterable[str], targets: Sequence[Target]) -> list[tuple[Case
     return work
 
 
+def run_planned(
+    case: Case, dtype: np.dtype, target: Target, variant: Any, strict: bool, drift: Sequence[str] = ()
+) -> CaseResult:
+    """Run one item of ``plan_cases``: the forward case (plain or in place) or its gradient check."""
+    if variant == GRAD:
+        return gradcheck.run_grad_case(case, dtype, target, strict)
+    return run_case(case, dtype, target, strict, variant, drift)
+
+
 def run(
     targets: Sequence[Target | str],
     ops: Iterable[str] | None = None,
@@ -380,12 +389,9 @@ def run(
     with engines.explicit_engines_only(), np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", FallbackWarning)  # recorded per cell instead
         for k, (case, dt, target, pair) in enumerate(work, 1):
-            if pair == GRAD:
-                if drift.get(case.op):
-                    continue  # the forward rows already report the drift
-                result.results.append(gradcheck.run_grad_case(case, dt, target, strict))
-            else:
-                result.results.append(run_case(case, dt, target, strict, pair, drift.get(case.op, ())))
+            if pair == GRAD and drift.get(case.op):
+                continue  # the forward rows already report the drift
+            result.results.append(run_planned(case, dt, target, pair, strict, drift.get(case.op, ())))
             if progress:
                 progress(k, len(work), f"{target.label} {case.op}")
     return result

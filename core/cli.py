@@ -18,6 +18,13 @@ from kaffa.schema import SCHEMAS
 
 def cmd_info(args: argparse.Namespace) -> int:
     reg = registry()
+    if args.json:
+        import json
+
+        from kaffa.introspect import table
+
+        print(json.dumps(table(reg), indent=2))
+        return 0
     print(f"kaffa {kaffa.__version__} (plugin API {PLUGIN_API}), Python {sys.version.split()[0]}")
     print("\nbackends:")
     for name, backend in reg.backends.items():
@@ -44,6 +51,19 @@ def cmd_info(args: argparse.Namespace) -> int:
                 f"  {info.name}: loaded from {info.source}, backends: {', '.join(info.backends) or '-'}"
                 + extra
             )
+    return 0
+
+
+def cmd_plugin_new(args: argparse.Namespace) -> int:
+    from kaffa.scaffold import new_plugin
+
+    try:
+        root = new_plugin(args.name, args.dir, force=args.force)
+    except (ValueError, FileExistsError) as e:
+        print(f"kaffa plugin new: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote plugin '{args.name}' to {root}/")
+    print(f"next: pip install -e {root} && kaffa conformance --backend {args.name}")
     return 0
 
 
@@ -453,7 +473,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="version, backends with their devices, plugins")
     info.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of quarantined plugins")
+    info.add_argument(
+        "--json", action="store_true", help="the whole plugin / backend / kernel table as JSON, for tools"
+    )
     info.set_defaults(func=cmd_info)
+    plugin = sub.add_parser("plugin", help="tools for backend plugin authors")
+    plugin_sub = plugin.add_subparsers(dest="plugin_command", required=True)
+    new = plugin_sub.add_parser("new", help="write a complete, installable backend plugin package")
+    new.add_argument("name", help="backend name (a lower-case identifier, e.g. mychip)")
+    new.add_argument("dir", nargs="?", help="where to write it (default: ./kaffa-NAME)")
+    new.add_argument("--force", action="store_true", help="overwrite existing files")
+    new.set_defaults(func=cmd_plugin_new)
     ops = sub.add_parser("ops", help="every operator, its doc, and which backends implement it")
     ops.add_argument("op", nargs="*", help="only these ops (full docs and arguments)")
     ops.add_argument("-v", "--verbose", action="store_true", help="full docs and arguments for every op")

@@ -9,6 +9,7 @@ removed and the error is kept for ``kaffa info``. See ``kaffa.hookspecs`` for th
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import threading
 import traceback
@@ -31,6 +32,7 @@ ENTRY_POINT_GROUP = "kaffa.backends"
 BUILTIN_ORDER = ("cpu", "opencl", "cuda", "metal")
 
 hookimpl = pluggy.HookimplMarker("kaffa")
+log = logging.getLogger("kaffa.plugins")
 
 
 class PluginWarning(UserWarning):
@@ -79,6 +81,8 @@ class Registry:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager("kaffa")
         self.pm.add_hookspecs(hookspecs)
+        if _truthy("KAFFA_TRACE_PLUGINS"):
+            _enable_trace()
         self.backends: dict[str, Backend] = {}
         self.kernels = KernelRegistry()
         self.plugins: dict[str, PluginInfo] = {}
@@ -142,6 +146,7 @@ class Registry:
                 self.pm.unregister(name=name)
 
     def _load_one(self, name: str, source: str, load: Any, fatal: bool = False) -> PluginInfo:
+        log.debug("loading plugin '%s' (%s)", name, source)
         info = PluginInfo(name, source)
         self.plugins[name] = info
         try:
@@ -159,11 +164,13 @@ class Registry:
             if fatal or _truthy("KAFFA_STRICT_PLUGINS"):
                 self.plugins.pop(name, None) if fatal else None
                 raise PluginError(f"plugin '{name}' ({source}) failed to load: {info.error}") from e
+            log.debug("plugin '%s' quarantined: %s", name, info.error)
             warnings.warn(f"kaffa: plugin '{name}' quarantined: {info.error}", PluginWarning, stacklevel=3)
         return info
 
     def _impls(self, hook: str, name: str) -> list[Any]:
-        return [i.function for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin_name == name]
+        fns = [i.function for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin_name == name]
+        return [_traced(hook, name, fn) for fn in fns] if log.isEnabledFor(logging.DEBUG) else fns
 
     def _contribute(self, info: PluginInfo) -> None:
         name = info.name
@@ -248,6 +255,38 @@ class Registry:
 
     def device_type_of(self, name: str) -> int:
         return self.backend(name).device_type
+
+
+def _enable_trace() -> None:
+    """KAFFA_TRACE_PLUGINS=1: log plugin discovery and every hook call (plugin, result or error)
+    on the ``kaffa.plugins`` logger, to stderr unless the application configured logging itself."""
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("kaffa.plugins: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+
+
+def _traced(hook: str, plugin: str, fn: Any) -> Any:
+    def call(**kwargs: Any) -> Any:
+        args = ", ".join(f"{k}={type(v).__name__}" for k, v in kwargs.items())
+        log.debug("%s: %s(%s)", plugin, hook, args)
+        try:
+            result = fn(**kwargs)
+        except Exception as e:
+            log.debug("%s: %s raised %s: %s", plugin, hook, type(e).__name__, e)
+            raise
+        if result is not None:
+            log.debug("%s: %s returned %s", plugin, hook, _summary(result))
+        return result
+
+    return call
+
+
+def _summary(result: Any) -> str:
+    if isinstance(result, (list, tuple)):
+        return "[" + ", ".join(getattr(x, "name", None) or type(x).__name__ for x in result) + "]"
+    return repr(result)
 
 
 class _BackendFilter:
