@@ -399,7 +399,9 @@ class Predictor:
     runs ``predict_net`` and returns its external outputs as a list of numpy arrays. Each net is
     a NetDef, a Net, a ModelHelper or the path of a Caffe2-format .pb file (``init_net.pb``,
     ``predict_net.pb``, as ``export_model`` or Caffe2 writes them). ``device`` (e.g. "opencl")
-    puts both nets there; ops the backend lacks fall back to cpu."""
+    puts both nets there; ops the backend lacks fall back to cpu. ``optimize`` (default on) rewrites
+    the predict net with ``kaffa.passes`` (batch norm folded into the preceding Conv/FC, bias Adds
+    folded into Conv/FC) once the parameters are known; the outputs stay the same."""
 
     def __init__(
         self,
@@ -407,6 +409,7 @@ class Predictor:
         predict_net: NetDef | Net | PathLike,
         workspace: Workspace | None = None,
         device: Any = None,
+        optimize: bool = True,
     ) -> None:
         init = Net(_as_netdef(init_net, "init_net"))
         predict = Net(_as_netdef(predict_net, "predict_net"))
@@ -419,9 +422,21 @@ class Predictor:
         self.workspace = workspace if workspace is not None else Workspace(f"predictor:{self._proto.name}")
         self.workspace.run_net_once(init.Proto())
         made = {o for op in init.ops for o in op.output}
+        if optimize:
+            self._proto = self._optimized(self._proto, made, device)
         self.input_names = [b for b in dict.fromkeys(self._proto.external_input) if b not in made]
         self.output_names = list(self._proto.external_output)
         self._created = False
+
+    def _optimized(self, proto: NetDef, made: set[str], device: Any) -> NetDef:
+        from kaffa import passes
+
+        params = {n: self.workspace.fetch_blob(n) for n in made if self.workspace.has_blob(n)}
+        before = set(params)
+        optimized = passes.optimize(proto, params)
+        for name in set(params) - before:
+            self.workspace.feed_blob(name, params[name], device)
+        return optimized
 
     def run(self, inputs: Sequence[Any] | Mapping[str, Any]) -> list[np.ndarray]:
         if isinstance(inputs, Mapping):

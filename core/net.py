@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -130,6 +131,20 @@ class _Plan:
     report: PlacementReport
     sync: list[tuple[Any, int]]  # (backend, device index) to synchronize at the end of a run
     _deps: list[list[int]] | None = None
+    fast: list[tuple[Any, Any, int, tuple[int, ...], Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # The simple executor's loop, precomputed: (kernel, slot getter, the single output slot or
+        # -1, all output slots, the step for error reports). An itemgetter of 2+ slots returns a
+        # tuple; of a slice, a list; either unpacks straight into the kernel's arguments.
+        for step in self.steps:
+            fn, ins, outs, _ = step
+            get = (
+                itemgetter(*ins)
+                if len(ins) > 1
+                else itemgetter(slice(ins[0], ins[0] + 1) if ins else slice(0, 0))
+            )
+            self.fast.append((fn, get, outs[0] if len(outs) == 1 else -1, outs, step))
 
     def successors(self) -> list[list[int]]:
         """For the dag executor: step i -> the steps that must wait for it. A step waits for the
@@ -458,11 +473,13 @@ class Net:
             if self._workers > 1 and len(plan.steps) > 1:
                 self._run_dag(plan, slots)
             else:
-                for step in plan.steps:
-                    fn, ins, outs, _ = step
-                    res = fn(*[slots[i] for i in ins])
-                    for o, v in zip(outs, res):
-                        slots[o] = v
+                for fn, get, out, outs, step in plan.fast:  # noqa: B007 (step: for the error report)
+                    res = fn(*get(slots))
+                    if out >= 0:
+                        slots[out] = res[0]
+                    else:
+                        for o, v in zip(outs, res):
+                            slots[o] = v
             for backend, index in plan.sync:
                 backend.synchronize(index)
         except _StepFailed as e:

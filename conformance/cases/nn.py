@@ -67,6 +67,9 @@ def conv(rng):
         case("2d_group2", (2, 4, 5, 5), (6, 2, 3, 3), group=2, pad=1),
         case("2d_depthwise", (1, 6, 5, 5), (6, 1, 3, 3), group=6, stride=2, bias=False),
         case("2d_1x1_size1_dims", (3, 8, 1, 5), (5, 8, 1, 1)),
+        # The cpu kernel's direct paths: 1x1 filters (no columns) and depthwise (per-tap sums).
+        case("2d_1x1_stride2", (2, 6, 7, 7), (4, 6, 1, 1), stride=2),
+        case("2d_depthwise_pad_dilation", (2, 5, 7, 6), (5, 1, 3, 3), group=5, pad=2, dilation=2),
         case("nhwc", (2, 7, 7, 3), (4, 3, 3, 3), pad=1, stride=2, **nhwc),
         case("nhwc_group2_dilation2", (1, 9, 8, 4), (4, 3, 3, 2), group=2, dilation=2, **nhwc),
         case("1d", (2, 3, 13), (4, 3, 3), kernels=[3], pads=[1, 2], strides=[2]),

@@ -52,6 +52,13 @@ def binary(ctx: KernelContext) -> RunFn:
     op = ctx.op_type
     fn = _BINARY[op]
     legacy, axis = bool(ctx.args["broadcast"]), int(ctx.args["axis"])
+    if not legacy and not (op == "Div" and ctx.dtype is not None and ctx.dtype.kind in "iu"):
+
+        def run_plain(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray]:
+            c = fn(a, b)
+            return (c if type(c) is np.ndarray else np.asarray(c),)  # 0-d inputs give numpy scalars
+
+        return run_plain
 
     def run(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray]:
         if legacy:

@@ -131,10 +131,15 @@ def _conv_cf(
     ends: Sequence[int],
     wt: np.dtype,
 ) -> np.ndarray:
-    """Convolution: x [N, C, *S] with w [M, C/g, *K] -> [N, M, *outs], by im2col + batched GEMM."""
+    """Convolution: x [N, C, *S] with w [M, C/g, *K] -> [N, M, *outs], by im2col + batched GEMM
+    (1x1 filters and depthwise convolutions take the direct paths below)."""
     n, c, m, cg, kern = x.shape[0], x.shape[1], w.shape[0], w.shape[1], tuple(w.shape[2:])
     nsp = len(kern)
     xp = _pad(x, 2, begins, ends, 0, wt)
+    if group == 1 and all(k == 1 for k in kern):
+        return _conv_1x1_cf(xp, w, win, outs, wt)
+    if group == c and cg == 1 and m == c:
+        return _conv_depthwise_cf(xp, w, win, outs, wt)
     patches = _window_view(xp, 2, win, outs)  # [N, C, *O, *K]
     mg, kp, op = m // group, _prod(kern), _prod(outs)
     ck = cg * kp
@@ -151,6 +156,35 @@ def _conv_cf(
         p = p.transpose(0, 1, 2, *(3 + nsp + i for i in sp), *(3 + i for i in sp))
         np.matmul(filt, p.reshape(cnt, group, ck, op), out=y[s : s + cnt])
     return y.reshape(n, m, *outs)
+
+
+def _conv_1x1_cf(xp: np.ndarray, w: np.ndarray, win: Window, outs: Sequence[int], wt: np.dtype) -> np.ndarray:
+    """A 1x1 filter needs no columns: the (strided) input itself is the GEMM operand."""
+    n, c, m = xp.shape[0], xp.shape[1], w.shape[0]
+    sub = xp[(slice(None), slice(None), *(slice(0, (o - 1) * s + 1, s) for o, s in zip(outs, win.strides)))]
+    y = np.matmul(w.reshape(m, c).astype(wt, copy=False), sub.reshape(n, c, -1))
+    return y.reshape(n, m, *outs)
+
+
+def _conv_depthwise_cf(
+    xp: np.ndarray, w: np.ndarray, win: Window, outs: Sequence[int], wt: np.dtype
+) -> np.ndarray:
+    """One filter per channel: sum over taps of a strided input slice times a per-channel weight.
+    K multiply-adds over the output instead of K-long dot products per element (which im2col
+    turns into tiny batched GEMMs)."""
+    n, c, kern = xp.shape[0], xp.shape[1], tuple(w.shape[2:])
+    taps = w.reshape(c, -1).astype(wt, copy=False)
+    bshape = (c, *(1,) * len(kern))
+    y = np.zeros((n, c, *outs), wt)
+    tmp = np.empty_like(y)
+    for t, offs in enumerate(itertools.product(*(range(k) for k in kern))):
+        idx = tuple(
+            slice(o * d, o * d + (size - 1) * s + 1, s)
+            for o, d, s, size in zip(offs, win.dilations, win.strides, outs)
+        )
+        np.multiply(xp[(slice(None), slice(None), *idx)], taps[:, t].reshape(bshape), out=tmp)
+        y += tmp
+    return y
 
 
 def _conv_adjoint_cf(
