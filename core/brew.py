@@ -690,6 +690,12 @@ def _init_constant(init: Net, name: str, value: float) -> BlobReference:
         name = f"{stem}_{k}"
 
 
+# Recurrent layers (LSTM, GRU on RecurrentNetwork) live in kaffa.rnn; brew.lstm / brew.gru call them.
+from kaffa import rnn as _rnn  # noqa: E402
+
+lstm = _builtin(_rnn.lstm)
+gru = _builtin(_rnn.gru)
+
 # Not star-exported: the helpers named iter and sum would hide the builtins.
 __all__ = sorted(
     {"arg_scope", "get_current_scope", "Register", "register", "has_helper", *_registry} - {"iter", "sum"}

@@ -145,7 +145,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     close()
     for target, counts in result.summary().items():
         parts = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
-        print(f"{target}: {parts}")
+        print(f"{target}: {parts or 'no cases (the engine implements none of these ops)'}")
     for cell in result.failures():
         worst = cell.worst()
         print(
@@ -320,10 +320,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     from kaffa import serialize, zoo
 
-    init, predict, infos = _read_nets(args.model, args)
+    if getattr(args, "weights", None) is not None:  # a Caffe deploy.prototxt and its caffemodel
+        from kaffa.caffe import translate_model
+
+        caffe = translate_model(args.model, args.weights, in_place=args.to == "netdef")  # ONNX: SSA
+        init, predict = caffe.init_net, caffe.predict_net
+        infos = {k: (np.float32, list(v)) for k, v in caffe.input_shapes.items() if v is not None}
+    else:
+        init, predict, infos = _read_nets(args.model, args)
     if init is None:
         raise _CliError(
-            f"{args.model}: convert needs a model folder (init_net.pb + predict_net.pb) or a .onnx"
+            f"{args.model}: convert needs a model folder (init_net.pb + predict_net.pb), a .onnx, "
+            "or a Caffe prototxt with --weights W.caffemodel"
         )
     infos = {k: (np.dtype(v[0]), list(v[1])) for k, v in infos.items()}
     for name, (dt, dims) in _shape_overrides(args).items():
@@ -534,9 +542,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_guarded(cmd_run))
 
     conv = sub.add_parser(
-        "convert", help="ONNX <-> Caffe2 NetDef (init_net.pb, predict_net.pb, value_info.json)"
+        "convert", help="ONNX <-> Caffe2 NetDef (init_net.pb, predict_net.pb, value_info.json); Caffe ->"
     )
-    conv.add_argument("model", help=model_help)
+    conv.add_argument("model", help=model_help + ", or a Caffe deploy.prototxt (with --weights)")
+    conv.add_argument(
+        "--weights", metavar="W.caffemodel", help="the trained Caffe weights: MODEL is then a Caffe prototxt"
+    )
     conv.add_argument("--to", required=True, choices=["netdef", "onnx"], help="the format to write")
     conv.add_argument("dest", help="the folder (--to netdef) or .onnx file (--to onnx) to write")
     conv.add_argument(
@@ -559,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("--rankdir", default="TB", choices=["TB", "LR", "BT", "RL"], help="graph direction")
     _model_options(draw)
     draw.set_defaults(func=_guarded(cmd_draw))
+    from kaffa.distributed.launcher import add_launch_parser
+
+    add_launch_parser(sub)  # kaffa launch -n N script.py: see kaffa.distributed.launcher
     return p
 
 

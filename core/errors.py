@@ -126,6 +126,15 @@ class ExecutionError(OperatorError):
     """A kernel raised while a net ran. The original exception is the ``__cause__``."""
 
 
+class IterationLimitError(ExecutionError):
+    """A loop (While, an imported ONNX Loop) ran past its ``max_iterations`` instead of hanging.
+    ``limit`` is the bound it hit."""
+
+    def __init__(self, message: str, location: OpLocation | None = None, limit: int = 0):
+        self.limit = limit
+        super().__init__(message, location)
+
+
 class DeviceError(KaffaError):
     """A device that does not exist or whose backend is unavailable."""
 

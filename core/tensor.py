@@ -3,6 +3,11 @@
 Writing uses the typed fields Caffe2 reads (float_data, int32_data, ...), so our files load in
 Caffe2. Reading accepts the typed fields and ``raw_data`` (little-endian), which newer Caffe2
 and ONNX-derived tools write.
+
+kaffa's extension types (numbers 112+, see kaffa.proto) follow ONNX's conventions: UINT32 values and
+UINT64 bit patterns in int64_data; the ml_dtypes types' values (2/4-bit integers) or bit patterns
+(bfloat16, float8, float4) in int32_data, one element each; in raw_data the 2/4-bit types are packed
+several to a byte, lowest bits first, as ONNX packs them.
 """
 
 from __future__ import annotations
@@ -44,7 +49,9 @@ def from_numpy(array: np.ndarray | object, name: str | None = None, raw: bool = 
     code = dtypes.from_numpy(arr.dtype)
     proto.data_type = code
     flat = arr.reshape(-1)
-    if code == TensorProto.STRING:
+    if code in dtypes.EXTENDED_NAMES or code in (TensorProto.UINT32, TensorProto.UINT64):
+        _write_extended(proto, flat, raw)
+    elif code == TensorProto.STRING:
         proto.string_data.extend(s if isinstance(s, bytes) else str(s).encode("utf-8") for s in flat)
     elif raw:
         proto.raw_data = np.ascontiguousarray(flat).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
@@ -61,6 +68,80 @@ def from_numpy(array: np.ndarray | object, name: str | None = None, raw: bool = 
     else:  # pragma: no cover - every numpy-representable type is handled above
         raise ValueError(f"cannot serialize dtype {arr.dtype}")
     return proto
+
+
+def _bits_view(flat: np.ndarray) -> np.ndarray:
+    """The unsigned integer bit patterns of an ml_dtypes array (a 2/4-bit value in its low bits)."""
+    return flat.view(np.uint16 if flat.dtype.itemsize == 2 else np.uint8)
+
+
+def _write_extended(proto: TensorProto, flat: np.ndarray, raw: bool) -> None:
+    dt = flat.dtype
+    if dt in (np.uint32, np.uint64):
+        if raw:
+            proto.raw_data = np.ascontiguousarray(flat).astype(dt.newbyteorder("<")).tobytes()
+        else:  # uint64 beyond int64's range keeps its bits (ONNX's uint64_data is unsigned; ours is not)
+            proto.int64_data.extend(flat.astype(np.uint64).view(np.int64).tolist())
+        return
+    bits = dtypes.SUB_BYTE_BITS.get(dt.name)
+    if raw:
+        pattern = np.ascontiguousarray(_bits_view(flat))
+        proto.raw_data = (
+            _pack(pattern, bits) if bits else pattern.astype(pattern.dtype.newbyteorder("<")).tobytes()
+        )
+    elif dt.name in dtypes.EXTENDED_INT_NAMES:
+        proto.int32_data.extend(flat.astype(np.int32).tolist())
+    else:
+        proto.int32_data.extend(_bits_view(flat).astype(np.int32).tolist())
+
+
+def _pack(pattern: np.ndarray, bits: int) -> bytes:
+    """Pack ``8 // bits`` elements per byte, the first in the lowest bits (ONNX's layout)."""
+    per = 8 // bits
+    padded = np.zeros(-(-pattern.size // per) * per, np.uint8)
+    padded[: pattern.size] = pattern & ((1 << bits) - 1)
+    shifts = (np.arange(per, dtype=np.uint8) * bits).astype(np.uint8)
+    return np.bitwise_or.reduce(padded.reshape(-1, per) << shifts, axis=1).astype(np.uint8).tobytes()
+
+
+def _read_extended(proto: TensorProto, dt: np.dtype, size: int) -> np.ndarray:
+    code = proto.data_type
+    if code in (TensorProto.UINT32, TensorProto.UINT64):
+        if proto.HasField("raw_data"):
+            return _frombuffer(proto.raw_data, dt, proto.name, "raw_data")
+        return np.asarray(proto.int64_data, dtype=np.int64).view(np.uint64).astype(dt)
+    bits = dtypes.SUB_BYTE_BITS.get(dt.name)
+    store = np.dtype(np.uint16 if dt.itemsize == 2 else np.uint8)
+    if proto.HasField("raw_data"):
+        data = proto.raw_data
+        if bits:
+            per = 8 // bits
+            if len(data) != -(-size // per):
+                raise ModelFormatError(
+                    f"tensor '{proto.name}': raw_data holds {len(data)} bytes, {size} {dt.name} elements "
+                    f"packed {per} to a byte need {-(-size // per)}"
+                )
+            packed = np.frombuffer(data, np.uint8)
+            shifts = (np.arange(per, dtype=np.uint8) * bits).astype(np.uint8)
+            pattern = ((packed[:, None] >> shifts) & ((1 << bits) - 1)).astype(np.uint8).reshape(-1)[:size]
+            return _from_pattern(pattern, dt, bits)
+        return _frombuffer(data, store, proto.name, "raw_data").view(dt)
+    values = np.asarray(proto.int32_data, dtype=np.int32)
+    if dt.name in dtypes.EXTENDED_INT_NAMES:
+        lo, hi = dtypes.int_range(dt)
+        if values.size and (values.min() < lo or values.max() > hi):
+            raise ModelFormatError(
+                f"tensor '{proto.name}': int32_data holds values outside {dt.name}'s range"
+            )
+        return values.astype(dt)
+    return values.astype(store).view(dt)
+
+
+def _from_pattern(pattern: np.ndarray, dt: np.dtype, bits: int) -> np.ndarray:
+    if dt.name.startswith("int"):  # sign-extend the two's complement pattern
+        half = 1 << (bits - 1)
+        return ((pattern.astype(np.int16) ^ half) - half).astype(dt)
+    return pattern.view(dt)
 
 
 def _unknown_data_type(proto: TensorProto) -> int | None:
@@ -98,7 +179,9 @@ def to_numpy(proto: TensorProto) -> np.ndarray:
         raise ModelFormatError(f"tensor '{proto.name}' has negative dims {list(shape)}")
     size = math.prod(shape)  # exact: an int64 product could wrap around and match by accident
     code = proto.data_type
-    if code == TensorProto.STRING:
+    if code in dtypes.EXTENDED_NAMES or code in (TensorProto.UINT32, TensorProto.UINT64):
+        flat = _read_extended(proto, dt, size)
+    elif code == TensorProto.STRING:
         flat = np.empty(len(proto.string_data), dtype=object)
         flat[:] = list(proto.string_data)
     elif proto.HasField("raw_data"):

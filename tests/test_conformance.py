@@ -100,7 +100,8 @@ def test_crashing_claimed_kernel_is_an_error_not_a_pass():
     )
     registry().register(plugin, name="crashy")
     try:
-        assert [t.label for t in runner.targets_for("cpu")] == ["cpu", "cpu/CRASHY"]
+        labels = [t.label for t in runner.targets_for("cpu")]  # cpu also has engines (MPI)
+        assert labels[0] == "cpu" and "cpu/CRASHY" in labels
         result = runner.run([runner.Target("cpu", "CRASHY")], ["Relu"])
     finally:
         registry().unregister("crashy")

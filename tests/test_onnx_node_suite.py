@@ -92,14 +92,30 @@ def test_report_counts_and_breakdown(subset):
     assert "3 pass, 1 fail, 0 skip" in text and "Foo" in text and "test_x" in text
 
 
+@pytest.mark.slow
+def test_whole_node_suite_on_cpu_meets_the_target(capsys):
+    """CI's run of onnx's whole node suite (about 20 s): prints the counts and holds the line."""
+    cases, labels = suite.load_cases()
+    results = suite.run_suite("cpu", cases, labels)
+    with capsys.disabled():
+        print("\n" + suite.report("cpu", results, top=5))
+    counts = suite.counts(results)
+    assert counts["pass"] + counts["fail"] + counts["skip"] == len(cases) >= 1884
+    assert counts["pass"] >= 1650, counts  # the issue's target (onnxruntime passes 1,589 here)
+    wrong = [f"{r.name}: {r.message}" for r in results if r.kind == "mismatch"]
+    assert not wrong, "\n".join(wrong)  # a wrong value is a bug, whatever the count
+
+
 def test_exclusion_list_has_no_stale_entries():
     cases, _ = suite.load_cases()
     names = [c.name for c in cases]
     stale = [p for p in EXCLUDED if not any(re.fullmatch(p, n) for n in names)]
     assert not stale, f"exclusion entries matching no onnx node test: {stale}"
     assert all(reason.strip() for reason in EXCLUDED.values())
-    assert excluded_reason("test_cast_FLOAT_to_FLOAT8E4M3FN") and excluded_reason("test_relu") is None
-    assert excluded_reason("test_cast_FLOAT_to_INT32") is None  # INT32 is not a 2-bit integer
+    assert excluded_reason("test_celu_bfloat16") and excluded_reason("test_relu") is None
+    # Casts to and from the ml_dtypes storage types run (kaffa.dtypes holds them).
+    assert excluded_reason("test_cast_FLOAT_to_FLOAT8E4M3FN") is None
+    assert excluded_reason("test_castlike_FLOAT_to_BFLOAT16_expanded") is None
 
 
 # -- kaffa.onnx.backend ----------------------------------------------------------------------------
@@ -142,8 +158,8 @@ def test_backend_specializes_on_axes_inputs():
 def test_backend_raises_for_untranslatable_models():
     x = helper.make_tensor_value_info("x", OT.FLOAT, [2, 2])
     y = helper.make_tensor_value_info("y", OT.FLOAT, [])
-    with pytest.raises(UnsupportedOnnxOpError, match="Det"):  # no kaffa determinant op (yet)
-        kb.prepare(_model([helper.make_node("Det", ["x"], ["y"])], [x], [y]))
+    with pytest.raises(UnsupportedOnnxOpError, match="StringNormalizer"):  # strings: out of scope
+        kb.prepare(_model([helper.make_node("StringNormalizer", ["x"], ["y"])], [x], [y]))
 
 
 def test_backend_run_node_and_devices():

@@ -5,33 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from optest import infer, run
 
 import kaffa
 from kaffa.core import create_operator
 from kaffa.errors import ShapeError
 from kaffa.proto import NetDef
-from kaffa.schema import SCHEMAS, TensorInfo
+from kaffa.schema import TensorInfo
 from kaffa.workspace import Workspace
 
 F32, I64 = np.dtype(np.float32), np.dtype(np.int64)
-
-
-def infer(op, ins, n=1, **args):
-    schema = SCHEMAS.get(op)
-    parsed = schema.parse_args(create_operator(op, [f"i{k}" for k in range(len(ins))], ["o"], **args).arg)
-    return schema.infer_outputs(parsed, ins, n)
-
-
-def run(op, inputs, n_out=1, **args):
-    ws = Workspace("test_index")
-    names = [f"in{i}" for i in range(len(inputs))]
-    for name, x in zip(names, inputs):
-        ws.feed_blob(name, np.asarray(x))
-    net = NetDef(name=op)
-    outs = [f"out{j}" for j in range(n_out)]
-    net.op.append(create_operator(op, names, outs, **args))
-    ws.create_net(net).run()
-    return [ws.fetch_blob(o) for o in outs]
 
 
 def test_value_dependent_shapes_are_unknown():

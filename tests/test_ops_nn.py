@@ -218,8 +218,8 @@ def test_pad_image_shapes_and_errors():
     assert _infer("PadImage", [(2, 4, 5, 3)], pad=2, order="NHWC") == (2, 8, 9, 3)
     with pytest.raises(ShapeError, match=r"reflect padding by 4\+1 needs a spatial size above 4, got 4"):
         _infer("PadImage", [(1, 1, 4, 9)], pads=[4, 0, 1, 0], mode="reflect")
-    with pytest.raises(KaffaError, match="mode must be one of constant, reflect, edge, got 'wrap'"):
-        _infer("PadImage", [(1, 1, 4, 4)], pad=1, mode="wrap")
+    with pytest.raises(KaffaError, match="mode must be one of constant, reflect, edge, wrap, got 'sym'"):
+        _infer("PadImage", [(1, 1, 4, 4)], pad=1, mode="sym")
     ws = Workspace()
     ws.feed_blob("x", np.zeros((1, 1, 2, 2), np.float32))
     net = Net("p")

@@ -277,7 +277,6 @@ def test_shape_inference():
             {},
             "share one dtype",
         ),
-        ("Mod", [TensorInfo((3,), F32), TensorInfo((3,), F32)], {}, "float32 inputs need fmod=1"),
         ("Mod", [TensorInfo((3,), F32)], {}, "give the divisor"),
         ("Mod", [TensorInfo((3,), np.dtype(np.int32))], {"divisor": 0}, "divisor must not be 0"),
         (
@@ -385,14 +384,18 @@ def test_onnx_reciprocal_and_gelu_are_single_ops():
     assert [op.type for op in pred.op] == ["Reciprocal", "Gelu"]
 
 
-def test_onnx_float_mod_without_fmod_is_refused():
+def test_onnx_float_mod_without_fmod_takes_the_divisors_sign():
+    # ONNX opset 28's tests define float Mod with fmod=0 as numpy.mod (Python's %).
     from onnx import TensorProto as OT
     from onnx import helper
 
-    from kaffa.onnx import UnsupportedOnnxOpError, import_model
+    from kaffa.onnx import import_model
 
-    a = helper.make_tensor_value_info("a", OT.FLOAT, [2])
-    y = helper.make_tensor_value_info("y", OT.FLOAT, [2])
-    graph = helper.make_graph([helper.make_node("Mod", ["a", "a"], ["y"])], "g", [a], [y])
-    with pytest.raises(UnsupportedOnnxOpError, match="fmod=1"):
-        import_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    a = helper.make_tensor_value_info("a", OT.FLOAT, [3])
+    b = helper.make_tensor_value_info("b", OT.FLOAT, [3])
+    y = helper.make_tensor_value_info("y", OT.FLOAT, [3])
+    graph = helper.make_graph([helper.make_node("Mod", ["a", "b"], ["y"])], "g", [a, b], [y])
+    _, pred = import_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert [op.type for op in pred.op] == ["Mod"]
+    got = _one("Mod", {"a": np.array([-7.5, 7.5, 5.0]), "b": np.array([2.0, -2.0, 2.5])})
+    assert got.tolist() == [0.5, -0.5, 0.0]

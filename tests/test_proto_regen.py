@@ -46,3 +46,21 @@ def test_check_fails_on_a_stale_module(monkeypatch, tmp_path):
     assert regen.main([]) == 0  # regenerating fixes it
     assert regen.main(["--check"]) == 0
     assert (tmp_path / "kaffa_pb2.py").read_text() == checked_in
+
+
+def test_checked_in_caffe_pb2_is_current():
+    """caffe_pb2.py (kaffa.caffe's reading of Caffe's schema) is regenerated and compared too."""
+    result = _regen("--check")
+    assert "caffe_pb2.py is current" in result.stdout, result.stdout + result.stderr
+
+
+def test_check_fails_on_a_stale_caffe_module(monkeypatch, tmp_path):
+    from kaffa.proto import regen
+
+    checked_in = (regen.HERE / "caffe_pb2.py").read_text()
+    (tmp_path / "caffe.proto").write_bytes((regen.HERE / "caffe.proto").read_bytes())
+    (tmp_path / "caffe_pb2.py").write_text(checked_in.replace("caffe.proto", "caffe.proto ", 1))
+    monkeypatch.setattr(regen, "HERE", tmp_path)
+    assert regen.main(["--check"]) == 1
+    assert regen.main([]) == 0
+    assert (tmp_path / "caffe_pb2.py").read_text() == checked_in

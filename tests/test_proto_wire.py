@@ -236,7 +236,15 @@ message DBReaderProto {
 
 # Everything kaffa.proto may have that Caffe2 does not: {enum full name (no package): {name: value}}.
 # Anything else that differs fails the schema tests.
-KAFFA_ONLY_ENUM_VALUES: dict[str, dict[str, int]] = {"DeviceTypeProto": {"PROTO_METAL": 20}}
+# kaffa.dtypes' extension types are 100 + ONNX's number, far from Caffe2's 0..15.
+_EXTENSION_TYPES = (
+    "UINT32=112 UINT64=113 BFLOAT16=116 FLOAT8E4M3FN=117 FLOAT8E4M3FNUZ=118 FLOAT8E5M2=119 "
+    "FLOAT8E5M2FNUZ=120 UINT4=121 INT4=122 FLOAT4E2M1=123 FLOAT8E8M0=124 UINT2=125 INT2=126"
+)
+KAFFA_ONLY_ENUM_VALUES: dict[str, dict[str, int]] = {
+    "DeviceTypeProto": {"PROTO_METAL": 20},
+    "TensorProto.DataType": {k: int(v) for k, v in (kv.split("=") for kv in _EXTENSION_TYPES.split())},
+}
 KAFFA_ONLY_FIELDS: dict[str, set[int]] = {}
 KAFFA_ONLY_MESSAGES: set[str] = set()
 
@@ -534,7 +542,9 @@ def _populate(pb, root: str) -> Message:
         plan.execution_step.extend([_step(pb, "main", 2)])
         return plan
     if root == "TensorProtos":
-        codes = [v.number for v in pb.TensorProto.DataType.DESCRIPTOR.values]
+        # Caffe2's data types only: a kaffa-only one reads in Caffe2 as an unknown field (by design).
+        kaffa_only = KAFFA_ONLY_ENUM_VALUES["TensorProto.DataType"]
+        codes = [v.number for v in pb.TensorProto.DataType.DESCRIPTOR.values if v.name not in kaffa_only]
         return pb.TensorProtos(protos=[_tensor(pb, code, k) for k, code in enumerate(codes)])
     if root == "TensorShapes":
         return pb.TensorShapes(

@@ -272,4 +272,7 @@ def pad_image(rng):
         case("nhwc_constant", (1, 3, 2, 4), pad=1, value=2.0, **nhwc),
         case("1d_edge", (2, 3, 5), pads=[2, 1], mode="edge"),
         case("3d_reflect", (1, 2, 3, 4, 3), pads=[1], mode="reflect"),
+        # wrap may reach past the size (the axis repeats).
+        case("wrap_beyond_size", (1, 2, 3, 2), pads=[1, 3, 4, 2], mode="wrap"),
+        case("nhwc_wrap", (2, 3, 4, 2), pad=1, mode="wrap", **nhwc),
     ]

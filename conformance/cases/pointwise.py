@@ -169,6 +169,21 @@ def mod(rng):
             dtypes=dtypes.INT_TYPES,
             inplace=[(0, 0), (1, 0)],
         ),
+        # fmod=0 on floats: numpy.mod, the sign of the divisor (ONNX opset 28's float Mod tests).
+        Case(
+            "Mod",
+            "float_mod",
+            [uniform(rng, (3, 5), -20, 20), _away(rng, (3, 5), 6.0, 0.5)],
+            {"fmod": 0},
+            dtypes=dtypes.FLOAT_TYPES,
+        ),
+        Case(
+            "Mod",
+            "float_mod_broadcast",
+            [uniform(rng, (2, 3, 4), -10, 10), _away(rng, (1, 4), 4.0, 0.5)],
+            {"fmod": 0},
+            dtypes=dtypes.FLOAT_TYPES,
+        ),
     ]
     return out
 

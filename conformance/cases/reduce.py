@@ -1,7 +1,8 @@
-"""Cases for ReduceSum, ReduceMean, ReduceMax, SumElements.
+"""Cases for ReduceSum, ReduceMean, ReduceMax, ReduceProd, SumElements.
 
 ReduceSum and ReduceMax are defined on integer dtypes too, so their data is integer-valued (exact in
-every dtype). ReduceMax's data has distinct values everywhere, so its gradient cases have no ties.
+every dtype); ReduceProd's is ±1 (exact products of any length), plus fractional and zero-holding
+cases. ReduceMax's data has distinct values everywhere, so its gradient cases have no ties.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def _reduce_cases(op):
                 data, op_class = _distinct(rng, shape), ELEMENTWISE
             elif op == "ReduceSum":
                 data, op_class = ints(rng, shape), REDUCTION
+            elif op == "ReduceProd":
+                data, op_class = rng.choice([-1.0, 1.0], size=shape), REDUCTION
             else:
                 data, op_class = uniform(rng, shape, -2, 2), REDUCTION
             out.append(Case(op, name, [data], args, op_class=op_class, reduction=_count(shape, args)))
@@ -63,6 +66,13 @@ def _reduce_cases(op):
                     dtypes=dtypes.FLOAT_TYPES,
                 )
             )
+        if op == "ReduceProd":
+            # Zeros: the gradient is the product of the others, with no division by X.
+            zeros = uniform(rng, (3, 4, 5), 0.5, 1.5)
+            zeros[0, 1, 2] = 0.0
+            zeros[1, :2, 3] = 0.0
+            out.append(Case(op, "zeros", [zeros], {"axes": [1]}, op_class=REDUCTION, reduction=4))
+            out.append(Case(op, "empty_axis", [np.zeros((2, 0, 3))], {"axes": [1]}, op_class=REDUCTION))
         if op == "ReduceMax":
             # Ties: every maximal element gets dY (Caffe2); no finite difference exists there.
             out.append(Case(op, "ties", [ints(rng, (5, 6), -2, 2)], {"axes": [1]}, grad=False))
@@ -71,7 +81,7 @@ def _reduce_cases(op):
     return gen
 
 
-for _op in ("ReduceSum", "ReduceMean", "ReduceMax"):
+for _op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceProd"):
     cases(_op)(_reduce_cases(_op))
 
 

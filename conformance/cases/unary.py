@@ -195,6 +195,73 @@ def _nonzero_ints(rng, shape):
     return rng.integers(1, 5, size=shape) * rng.choice([-1.0, 1.0], size=shape)
 
 
+def _cast_extended_cases(rng, case) -> list[Case]:
+    """Casts to and from ml_dtypes' storage types (none without ml_dtypes). No gradient: the narrow
+    outputs are storage formats, and casts between two of them are not differentiable either."""
+    if not dtypes.extended_types():
+        return []
+    ext = dtypes.extended
+    floats = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
+    wide = lambda lo, hi: lambda r, s: uniform(r, s, lo, hi)  # noqa: E731
+    f8 = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz")
+
+    def c(name, shape, to, data, types=floats, **kw):
+        return case(name, shape, to, data, grad=False, types=types, **kw)
+
+    return [
+        c("to_bfloat16", (3, 4), "BFLOAT16", wide(-1e4, 1e4), types=floats[:2]),
+        c("to_float8e4m3fn_saturates", (4, 6), "FLOAT8E4M3FN", wide(-600, 600)),
+        c("to_float8e4m3fn_no_saturate", (4, 6), "FLOAT8E4M3FN", wide(-600, 600), saturate=False),
+        c("to_float8e4m3fnuz", (3, 5), "FLOAT8E4M3FNUZ", wide(-300, 300)),
+        c("to_float8e5m2_saturates", (3, 5), "FLOAT8E5M2", wide(-9e4, 9e4), types=floats[:2]),
+        c(
+            "to_float8e5m2fnuz_no_saturate",
+            (3, 5),
+            "FLOAT8E5M2FNUZ",
+            wide(-9e4, 9e4),
+            types=floats[:2],
+            saturate=False,
+        ),
+        c("to_float4e2m1", (2, 7), "FLOAT4E2M1", wide(-8, 8)),
+        c("to_float8e8m0_up", (9,), "FLOAT8E8M0", wide(-1e3, 1e3)),
+        c("to_float8e8m0_down", (9,), "FLOAT8E8M0", wide(0.01, 1e3), round_mode="down"),
+        c("to_float8e8m0_nearest", (9,), "FLOAT8E8M0", wide(0.01, 1e3), round_mode="nearest"),
+        c("to_int4_wraps", (3, 4), "INT4", wide(-20, 20)),
+        c("to_uint4", (3, 4), "UINT4", lambda r, s: ints(r, s, 0, 16), types=(*floats, np.dtype(np.int32))),
+        c("to_int2", (6,), "INT2", lambda r, s: ints(r, s, -2, 2), types=(np.dtype(np.int8),)),
+        c("to_uint2", (6,), "UINT2", lambda r, s: ints(r, s, 0, 4), types=(np.dtype(np.uint8),)),
+        # From the narrow types (data exact in each), to float, int and another narrow type.
+        c("float8_to_float", (2, 5), "FLOAT", lambda r, s: ints(r, s, -8, 9) / 4, types=[ext(n) for n in f8]),
+        c("bfloat16_to_int32", (2, 5), "INT32", wide(-100, 100), types=[ext("bfloat16")]),
+        c("int4_to_int8", (3, 3), "INT8", lambda r, s: ints(r, s, -8, 8), types=[ext("int4")]),
+        c("uint4_to_float16", (3, 3), "FLOAT16", lambda r, s: ints(r, s, 0, 16), types=[ext("uint4")]),
+        c("int2_to_float", (5,), "FLOAT", lambda r, s: ints(r, s, -2, 2), types=[ext("int2"), ext("uint2")]),
+        c(
+            "float4_to_double",
+            (4,),
+            "DOUBLE",
+            lambda r, s: ints(r, s, -6, 7) / 2,
+            types=[ext("float4_e2m1fn")],
+        ),
+        c(
+            "float8e8m0_to_float",
+            (4,),
+            "FLOAT",
+            lambda r, s: np.exp2(ints(r, s, -10, 10)),
+            types=[ext("float8_e8m0fnu")],
+        ),
+        c("int4_to_uint4", (6,), "UINT4", lambda r, s: ints(r, s, 0, 8), types=[ext("int4")]),
+        c(
+            "float8e5m2_to_float8e4m3fn",
+            (6,),
+            "FLOAT8E4M3FN",
+            lambda r, s: ints(r, s, -16, 17),
+            types=[ext("float8_e5m2")],
+        ),
+        c("bfloat16_to_float8e5m2", (6,), "FLOAT8E5M2", wide(-100, 100), types=[ext("bfloat16")]),
+    ]
+
+
 @cases("Cast")
 def cast(rng):
     def case(name, shape, to, data=None, grad=None, types=(*SIGNED, dtypes.BOOL), **kw):
@@ -222,6 +289,7 @@ def cast(rng):
     nonneg = lambda r, s: ints(r, s, 0, 100)  # noqa: E731
     for name, to in (("float", "FLOAT"), ("int64", "INT64"), ("int8", "INT8"), ("uint16", "UINT16")):
         out.append(case(f"unsigned_to_{name}", (3, 5), to, nonneg, grad=False, types=UNSIGNED))
+    out += _cast_extended_cases(rng, case)
     # Caffe2's form: with from_type the gradient is a Cast back to it (run for that dtype only).
     out.append(
         Case(

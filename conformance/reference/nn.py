@@ -329,6 +329,8 @@ def _pad_sources(size, begin, end, mode):
     pos = np.arange(-begin, size + end)
     if mode == "edge":
         return np.clip(pos, 0, size - 1), np.ones(pos.shape, bool)
+    if mode == "wrap":  # periodic: cell j of the padded axis copies (j - begin) mod size
+        return pos % size, np.ones(pos.shape, bool)
     if mode == "reflect":  # Caffe2's formula: mirror about the first and last cell
         h = np.abs(pos)
         h = np.minimum(h, 2 * size - h - 2)

@@ -1,4 +1,4 @@
-"""References for ReduceSum, ReduceMean, ReduceMax, SumElements and their gradient ops."""
+"""References for ReduceSum, ReduceMean, ReduceMax, ReduceProd, SumElements and their gradient ops."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def _reduce(fn):
 reference("ReduceSum")(_reduce(np.sum))
 reference("ReduceMean")(_reduce(np.mean))
 reference("ReduceMax")(_reduce(np.max))
+reference("ReduceProd")(_reduce(np.prod))
 
 
 def _with_kept_axes(args, x, t):
@@ -45,6 +46,21 @@ def reduce_mean_gradient(args, dy, x, y):
 def reduce_max_gradient(args, dy, x, y):
     at_max = x == _with_kept_axes(args, x, y)
     return (np.where(at_max, _with_kept_axes(args, x, dy), 0.0),)
+
+
+@reference("ReduceProdGradient")
+def reduce_prod_gradient(args, dy, x, y):
+    # Element by element: dY of its group times the product of the group's other elements.
+    axes = _axes(args, x)
+    g = np.broadcast_to(_with_kept_axes(args, x, dy), x.shape)
+    out = np.zeros(x.shape)
+    for idx in np.ndindex(*x.shape):
+        group = tuple(slice(None) if k in axes else i for k, i in enumerate(idx))
+        members = x[group]
+        own = tuple(i for k, i in enumerate(idx) if k in axes)
+        pos = np.ravel_multi_index(own, members.shape) if own else 0
+        out[idx] = g[idx] * np.prod(np.delete(np.reshape(members, -1), pos))
+    return (out,)
 
 
 @reference("SumElements")

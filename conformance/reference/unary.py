@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from kaffa import dtypes
 from kaffa_conformance.reference import reference
 
 
@@ -89,12 +90,38 @@ def pow_gradient(args, x, e, y, dy):
 @reference("Cast")
 def cast(args, x):
     to = np.dtype(args["to"])
+    if dtypes.is_extended(np.asarray(x).dtype):  # ml_dtypes inputs arrive in their own dtype
+        x = np.asarray(x).astype(np.float64)
+    if dtypes.is_extended(to):
+        return (_cast_extended(x, to, args["saturate"], args["round_mode"]),)
     if to.kind == "b":
         return (x != 0,)
     if to.kind == "f":
         # Not rounded to `to`: the dtype tolerance covers the rounding, and finite differences stay exact.
         return (x.astype(np.float64),)
     return ((np.trunc(x) if x.dtype.kind == "f" else x).astype(np.int64),)
+
+
+def _cast_extended(x: np.ndarray, to: np.dtype, saturate: bool, round_mode: str) -> np.ndarray:
+    """Cast to an ml_dtypes type, exactly: the rounded value, in float64 (integers as int64)."""
+    if dtypes.is_int(to):  # truncate, then keep the low bits (two's complement for the signed ones)
+        lo, hi = dtypes.int_range(to)
+        return (np.mod(np.trunc(x).astype(np.int64) - lo, hi - lo + 1) + lo).astype(np.int64)
+    if to.name == "float8_e8m0fnu":  # 2**e, e in [-127, 127]; the sign is dropped
+        mag = np.abs(x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e = np.floor(np.log2(mag))
+            frac = mag / np.exp2(e)  # in [1, 2)
+        if round_mode == "up":
+            e = e + (frac > 1)
+        elif round_mode == "nearest":
+            e = e + (frac >= 1.5)
+        e = np.clip(e, -127, 127 if saturate else 128)
+        return np.where(~np.isfinite(x) | (e > 127), np.nan, np.exp2(e))
+    if saturate and to.name.startswith("float8"):
+        big = float(dtypes.ml_dtypes().finfo(to).max)
+        x = np.clip(x, -big, big)
+    return x.astype(to).astype(np.float64)  # ml_dtypes rounds to nearest even (float4 saturates)
 
 
 @reference("StopGradient")

@@ -13,7 +13,16 @@ one function per kaffa op type (``kaffa.onnx.EXPORTERS``).
 
 from __future__ import annotations
 
-from kaffa.onnx import ops_index, ops_loss, ops_nn, ops_pointwise, ops_spatial, ops_tensor  # noqa: F401  (fill TRANSLATORS)
+from kaffa.onnx import (  # noqa: F401  (fill TRANSLATORS)
+    ops_control,
+    ops_index,
+    ops_loss,
+    ops_nn,
+    ops_pointwise,
+    ops_sampling,
+    ops_spatial,
+    ops_tensor,
+)
 from kaffa.onnx.exporter import EXPORTERS, OnnxExportError, export_model
 from kaffa.onnx.importer import (
     TRANSLATORS,

@@ -47,6 +47,9 @@ _NOT_FOLDABLE = frozenset(
     {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
 )
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+# Ops whose opset-1 definition means what the newest one does (later versions only added types), so
+# models older than opset 7 that use nothing else are read.
+_SAME_SINCE_OPSET_1 = frozenset({"Not", "Identity", "Size", "Transpose"})
 
 
 class OnnxImportError(ModelFormatError):
@@ -186,7 +189,28 @@ class Context:
             if value is not None:
                 op.arg.append(make_argument(key, value))
         self.ops.append(op)
+        self._infer(op)
         return op
+
+    def _infer(self, op: OperatorDef) -> None:
+        """Fill in the shapes and dtypes of ``op``'s outputs from kaffa's shape inference where
+        ONNX's found none (it gives up after, e.g., a Split whose sizes are computed), so later
+        translators that need a rank still get one. ONNX's own results are never replaced."""
+        from kaffa.schema import SCHEMAS, TensorInfo
+
+        if op.type not in SCHEMAS:
+            return
+        schema = SCHEMAS.get(op.type)
+        try:
+            ins = [TensorInfo(self.shape(i), self.dtype(i)) for i in op.input]
+            outs = schema.infer_outputs(schema.parse_args(op.arg), ins, len(op.output))
+        except Exception:  # inference is best effort here: the planner checks for real
+            return
+        for name, info in zip(op.output, outs):
+            if info.shape is not None and self.shape(name) is None:
+                self.shapes[name] = info.shape
+            if info.dtype is not None and self.dtype(name) is None:
+                self.dtypes[name] = info.dtype
 
     def norm_axis(self, axis: int, rank: int) -> int:
         if not -rank <= axis < rank:
@@ -250,7 +274,18 @@ def _value_infos(model: Any) -> list[Any]:
     except Exception:
         inferred = model
     g = inferred.graph
-    return [*g.input, *g.value_info, *g.output]
+    return [*g.input, *g.value_info, *g.output, *_subgraph_value_infos(g)]
+
+
+def _subgraph_value_infos(graph: Any) -> list[Any]:
+    """Value infos of every subgraph (If branches, Loop and Scan bodies), nested ones too: ONNX
+    names are unique across a model's scopes, so one table serves them all."""
+    out: list[Any] = []
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                out += [*sub.input, *sub.value_info, *sub.output, *_subgraph_value_infos(sub)]
+    return out
 
 
 def _fold(ctx: Context, node: Node, opset: int) -> bool:
@@ -295,8 +330,24 @@ def import_model(model: Any, name: str | None = None) -> tuple[NetDef, NetDef]:
     if opset is None:
         raise ModelFormatError("the ONNX model imports no version of the default (ai.onnx) opset")
     if opset < 7:
-        raise ModelFormatError(f"ONNX opset {opset} is older than the oldest kaffa reads (7)")
-    from kaffa.onnx import ops_nn, ops_tensor  # noqa: F401  (fill the registry)
+        # Older opsets changed many ops since; only those whose meaning has not changed are read.
+        old = sorted({n.op_type for n in m.graph.node} - _SAME_SINCE_OPSET_1)
+        if old:
+            raise ModelFormatError(
+                f"ONNX opset {opset} is older than the oldest kaffa reads (7) for {', '.join(old)} "
+                f"(below 7 it reads only {', '.join(sorted(_SAME_SINCE_OPSET_1))})"
+            )
+    from kaffa.onnx import (  # noqa: F401  (fill the registry)  # noqa: F401
+        ops_attention,
+        ops_control,
+        ops_linalg,
+        ops_nn,
+        ops_preprocess,
+        ops_quant,
+        ops_recurrent,
+        ops_signal,
+        ops_tensor,
+    )
 
     g = m.graph
     ctx = Context(m, opset)
@@ -315,34 +366,7 @@ def import_model(model: Any, name: str | None = None) -> tuple[NetDef, NetDef]:
     for n in g.node:
         ctx._taken |= set(n.input) | set(n.output)
 
-    problems: list[tuple[str, str, int, str]] = []
-    needs_const: list[str | None] = []
-    for index, proto in enumerate(g.node):
-        node = Node(
-            proto.name or f"{proto.op_type}_{index}",
-            proto.op_type,
-            list(proto.input),
-            list(proto.output),
-            {a.name: _attr_value(a) for a in proto.attribute},
-        )
-        node.__dict__["_proto"] = proto
-        if proto.domain not in _DEFAULT_DOMAINS:
-            problems.append((node.name, f"{proto.domain}.{proto.op_type}", opset, "custom domain"))
-            needs_const.append(None)
-            continue
-        fn = TRANSLATORS.get(proto.op_type)
-        if fn is None:
-            if not _fold(ctx, node, opset):
-                problems.append((node.name, proto.op_type, opset, "no kaffa translation"))
-                needs_const.append(None)
-            continue
-        if proto.op_type != "Constant" and _fold(ctx, node, opset):
-            continue
-        try:
-            fn(ctx, node)
-        except _Untranslatable as e:
-            problems.append((node.name, proto.op_type, opset, str(e)))
-            needs_const.append(e.needs_const)
+    problems, needs_const = _translate_nodes(ctx, g.node, opset)
     if problems:
         raise UnsupportedOnnxOpError(problems, needs_const)
 
@@ -370,6 +394,184 @@ def import_model(model: Any, name: str | None = None) -> tuple[NetDef, NetDef]:
     init.external_output.extend(read)
     predict.external_input.extend(read)
     return init, predict
+
+
+def _translate_nodes(
+    ctx: Context, nodes: Any, opset: int
+) -> tuple[list[tuple[str, str, int, str]], list[str | None]]:
+    """Translate ``nodes`` into ``ctx.ops`` (folding constant ones); returns the problems, one
+    (node name, op type, opset, reason) per node that cannot be translated, and per problem the
+    blob that would have had to be a constant."""
+    problems: list[tuple[str, str, int, str]] = []
+    needs_const: list[str | None] = []
+    for index, proto in enumerate(nodes):
+        node = Node(
+            proto.name or f"{proto.op_type}_{index}",
+            proto.op_type,
+            list(proto.input),
+            list(proto.output),
+            {a.name: _attr_value(a) for a in proto.attribute},
+        )
+        node.__dict__["_proto"] = proto
+        if proto.domain not in _DEFAULT_DOMAINS:
+            problems.append((node.name, f"{proto.domain}.{proto.op_type}", opset, "custom domain"))
+            needs_const.append(None)
+            continue
+        fn = TRANSLATORS.get(proto.op_type)
+        if fn is None:
+            if not _fold(ctx, node, opset):
+                problems.append((node.name, proto.op_type, opset, "no kaffa translation"))
+                needs_const.append(None)
+            continue
+        if proto.op_type != "Constant" and _fold(ctx, node, opset):
+            continue
+        try:
+            fn(ctx, node)
+        except _Untranslatable as e:
+            problems.append((node.name, proto.op_type, opset, str(e)))
+            needs_const.append(e.needs_const)
+    return problems, needs_const
+
+
+# -- subgraphs (If branches, Loop and Scan bodies) ----------------------------------------------------
+def _raise_subgraph_problems(what: str, problems: list[Any], needs: list[str | None]) -> None:
+    if problems:
+        detail = "; ".join(f"{p[1]} '{p[0]}': {p[3]}" for p in problems[:3])
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        # Pass a needed constant up only when every problem is one: the backend can specialize then.
+        need = needs[0] if needs and all(n is not None for n in needs) else None
+        raise unsupported(f"{what}: {detail}{more}", need)
+
+
+def infer_subgraph_shapes(
+    ctx: Context, graph: Any, inputs: dict[str, tuple[tuple[int | None, ...] | None, np.dtype | None]]
+) -> None:
+    """ONNX shape inference of a subgraph on its own, for bodies whose formal inputs carry no
+    types (Scan and Loop bodies often do not, so the model-wide pass learns nothing inside them).
+    ``inputs``: (shape, dtype) of formal inputs; outer-scope names come from ``ctx`` (constants as
+    initializers, so data propagation sees them). Adds what it finds to ``ctx.shapes``/``dtypes``."""
+    onnx = _onnx()
+    from onnx import helper, numpy_helper
+
+    def typed(name: str, shape: Any, dtype: Any) -> Any:
+        elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype)) if dtype is not None else 0
+        dims = None if shape is None else [d if d is not None else None for d in shape]
+        return helper.make_tensor_value_info(name, elem, dims)
+
+    g = onnx.GraphProto()
+    g.CopyFrom(graph)
+    formal = []
+    for vi in graph.input:
+        has_type = vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type
+        if vi.name in inputs and not has_type:
+            formal.append(typed(vi.name, *inputs[vi.name]))
+        else:
+            formal.append(vi)
+    known = {vi.name for vi in graph.input} | {t.name for t in graph.initializer}
+    free: list[str] = []
+    for node in graph.node:
+        free += [n for n in node.input if n and n not in known and n not in free]
+        known |= set(node.output)
+    del g.input[:]
+    g.input.extend(formal)
+    for name in free:
+        value = ctx.const(name)
+        if value is not None:
+            g.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+        elif ctx.dtype(name) is not None:
+            g.input.append(typed(name, ctx.shape(name), ctx.dtype(name)))
+    model = helper.make_model(g, opset_imports=list(ctx.model.opset_import))
+    model.ir_version = ctx.model.ir_version
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:
+        return
+    out = inferred.graph
+    for vi in [*out.value_info, *out.output, *_subgraph_value_infos(out)]:
+        t = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+        if t is None:
+            continue
+        if t.HasField("shape"):
+            shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+            old = ctx.shapes.get(vi.name)
+            if old is None or (
+                len(old) == len(shape) and sum(d is None for d in shape) < sum(d is None for d in old)
+            ):
+                ctx.shapes[vi.name] = shape  # new, or more specific (outer constants are known here)
+        dt = _np_dtype(t.elem_type)
+        if dt is not None and vi.name not in ctx.dtypes:
+            ctx.dtypes[vi.name] = dt
+    for name, (shape, dtype) in inputs.items():
+        if shape is not None:
+            ctx.shapes.setdefault(name, tuple(shape))
+        if dtype is not None:
+            ctx.dtypes.setdefault(name, np.dtype(dtype))
+
+
+def translate_subgraph(ctx: Context, graph: Any, bound: Sequence[str] = ()) -> tuple[NetDef, list[str]]:
+    """Translate an ONNX subgraph into a NetDef that a control op runs in a child workspace
+    (``kaffa.subnet``). ``bound``: the names the control op binds (the subgraph's formal inputs).
+
+    Returns ``(net, captured)``: ``captured`` lists the outer-scope names the net reads (and outputs
+    it passes through), which the control op must take as inputs. Constants made inside the
+    subgraph (Constant nodes, folded values) are filled at the start of the net; outer constants are
+    captured, so they reach the init net as inputs of the control op. Untranslatable nodes raise
+    ``unsupported`` naming them."""
+    from onnx import numpy_helper
+
+    from kaffa.subnet import reads
+
+    child = Context(ctx.model, ctx.opset)
+    child.shapes, child.dtypes = ctx.shapes, ctx.dtypes  # one table: names are unique across scopes
+    child._taken = ctx._taken  # shared, so temporaries stay unique across scopes too
+    child.consts = {k: v for k, v in ctx.consts.items() if k not in bound}
+    inherited = set(child.consts)
+    for init in graph.initializer:
+        child.consts[init.name] = numpy_helper.to_array(init)
+    child._taken |= set(bound)
+    for n in graph.node:
+        child._taken |= set(n.input) | set(n.output)
+    problems, needs = _translate_nodes(child, graph.node, ctx.opset)
+    _raise_subgraph_problems(f"subgraph '{graph.name}'", problems, needs)
+    body = NetDef(name=graph.name or "subgraph")
+    body.op.extend(child.ops)
+    made = {o for op in child.ops for o in op.output}
+    needed = reads(body, bound) + [o.name for o in graph.output if o.name not in made and o.name not in bound]
+    local = set(child.consts) - inherited
+    net = NetDef(name=body.name)
+    captured: list[str] = []
+    for name in dict.fromkeys(needed):
+        if name in local:
+            net.op.append(_fill(name, child.consts[name]))
+        elif name not in captured:
+            captured.append(name)
+    net.op.extend(child.ops)
+    return net, captured
+
+
+def translate_inline(ctx: Context, graph: Any, outputs: Sequence[str]) -> None:
+    """Translate a subgraph straight into ``ctx`` (an If branch whose condition is a constant),
+    its outputs becoming ``outputs`` (constants stay constants; other values are copied)."""
+    from onnx import numpy_helper
+
+    infer_subgraph_shapes(ctx, graph, {})
+    for init in graph.initializer:
+        ctx.consts[init.name] = numpy_helper.to_array(init)
+    for n in graph.node:
+        ctx._taken |= set(n.input) | set(n.output)
+    problems, needs = _translate_nodes(ctx, graph.node, ctx.opset)
+    _raise_subgraph_problems(f"subgraph '{graph.name}'", problems, needs)
+    for inner, outer in zip((o.name for o in graph.output), outputs):
+        if not outer:
+            continue
+        if ctx.const(inner) is not None:
+            ctx.consts[outer] = ctx.consts[inner]
+            continue
+        ctx.op("Copy", [inner], [outer])
+        if inner in ctx.shapes:
+            ctx.shapes.setdefault(outer, ctx.shapes[inner])
+        if inner in ctx.dtypes:
+            ctx.dtypes.setdefault(outer, ctx.dtypes[inner])
 
 
 def _fill(name: str, value: np.ndarray) -> OperatorDef:

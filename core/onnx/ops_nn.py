@@ -49,8 +49,33 @@ def _window(ctx: Context, node: Node, nsp: int, kernels: list[int] | None) -> di
     if node.attr("ceil_mode", 0):
         if args.get("legacy_pad"):
             raise unsupported("ceil_mode with auto_pad")
-        args["legacy_pad"] = 3  # Caffe's ceil-mode output size
+        args["legacy_pad"] = _ceil_mode(ctx, node, kernels, strides, dilations, args["pads"])
     return args
+
+
+def _ceil_mode(ctx: Context, node: Node, kernels, strides, dilations, pads) -> int:
+    """kaffa's legacy_pad for ONNX ceil_mode: 3 (Caffe's ceil mode), or 0 where the floor size is
+    the same. ONNX drops a last window that starts in the end padding even without begin pads,
+    Caffe only with them; with static sizes pick whichever rule gives ONNX's sizes."""
+    x = ctx.shape(node.inputs[0])
+    sizes = None if x is None else x[2:]
+    if kernels is None or sizes is None or any(s is None for s in sizes):
+        return 3
+    nsp = len(sizes)
+    onnx_out, caffe_out, floor_out = [], [], []
+    for i, (size, k, s, d) in enumerate(zip(sizes, kernels, strides, dilations)):
+        pb, pe = pads[i], pads[nsp + i]
+        total = int(size) + pb + pe - (d * (k - 1) + 1)
+        ceil = -(-total // s) + 1
+        late = (ceil - 1) * s >= int(size) + pb  # the last window would start in the end padding
+        onnx_out.append(ceil - 1 if late else ceil)
+        caffe_out.append(ceil - 1 if late and pb > 0 else ceil)
+        floor_out.append(total // s + 1)
+    if onnx_out == caffe_out:
+        return 3
+    if onnx_out == floor_out:
+        return 0
+    raise unsupported(f"ceil_mode output sizes {onnx_out} (kaffa's ceil mode gives {caffe_out})")
 
 
 def _spatial_rank(ctx: Context, node: Node, kernels: list[int] | None) -> int:
@@ -76,36 +101,67 @@ def _conv_transpose(ctx: Context, node: Node) -> None:
     kernels = node.attr("kernel_shape") or (list(w_shape[2:]) if w_shape is not None else None)
     if kernels is None or any(k is None for k in kernels):
         raise unsupported("the kernel size is unknown")
-    if node.attr("output_shape"):
-        raise unsupported("the output_shape attribute (give pads and output_padding instead)")
-    if node.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        raise unsupported(f"auto_pad {node.attr('auto_pad')}")
     if any(d != 1 for d in node.attr("dilations") or []):
         raise unsupported("dilated ConvTranspose")
-    args = _window(ctx, node, len(kernels), kernels)
-    args.pop("dilations", None)
-    adjs = node.attr("output_padding")
-    if adjs and any(adjs):
-        args["adjs"] = [int(a) for a in adjs]
+    auto_pad = node.attr("auto_pad", "NOTSET") or "NOTSET"
+    if node.attr("output_shape") or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        args = _transpose_pads_for_shape(ctx, node, [int(k) for k in kernels], auto_pad)
+    else:
+        if auto_pad not in ("NOTSET", "VALID"):
+            raise unsupported(f"auto_pad {auto_pad}")
+        args = _window(ctx, node, len(kernels), kernels)
+        args.pop("dilations", None)
+        adjs = node.attr("output_padding")
+        if adjs and any(adjs):
+            args["adjs"] = [int(a) for a in adjs]
     ins = [i for i in node.inputs[:3] if i]
     ctx.op("ConvTranspose", ins, node.outputs[:1], group=int(node.attr("group", 1)), **args)
 
 
+def _transpose_pads_for_shape(ctx: Context, node: Node, kernels: list[int], auto_pad: str) -> dict[str, Any]:
+    """ConvTranspose's pads and adjs for an output_shape (or auto_pad SAME: input * stride), as
+    ONNX splits the total padding (SAME_UPPER: the odd cell at the end); a negative end pad is
+    extra output cells (kaffa's adj)."""
+    x = ctx.shape(node.inputs[0])
+    nsp = len(kernels)
+    sizes = None if x is None else x[2:]
+    if sizes is None or any(s is None for s in sizes):
+        raise unsupported("output_shape or auto_pad SAME with non-static spatial sizes")
+    strides = [int(s) for s in node.attr("strides") or [1] * nsp]
+    op_pad = [int(a) for a in node.attr("output_padding") or [0] * nsp]
+    target = [int(v) for v in node.attr("output_shape") or []]
+    if len(target) == nsp + 2:
+        target = target[2:]
+    if not target:
+        target = [int(size) * s for size, s in zip(sizes, strides)]
+    begins, ends, adjs = [], [], []
+    for size, k, s, o, out in zip(sizes, kernels, strides, op_pad, target):
+        total = s * (int(size) - 1) + o + k - out
+        pb = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+        pe = total - pb
+        adj = o - min(pe, 0)
+        if pb < 0 or adj >= s:
+            raise unsupported(f"output size {out} from input size {size} (stride {s}, kernel {k})")
+        begins.append(pb)
+        ends.append(max(pe, 0))
+        adjs.append(adj)
+    args: dict[str, Any] = {"kernels": kernels, "strides": strides, "pads": begins + ends}
+    if any(adjs):
+        args["adjs"] = adjs
+    return args
+
+
 def _pool(kaffa_type: str):
     def translate(ctx: Context, node: Node) -> None:
-        if len([o for o in node.outputs if o]) > 1:
-            raise unsupported("the Indices output")
-        if node.attr("storage_order", 0):
-            raise unsupported("storage_order=1")
         kernels = [int(k) for k in node.attr("kernel_shape")]
         args = _window(ctx, node, len(kernels), kernels)
-        if kaffa_type == "AveragePool":
-            if args.get("dilations"):
-                raise unsupported("dilated AveragePool")
-            if node.attr("count_include_pad", 0):
-                if args.get("legacy_pad") == 3:
-                    raise unsupported("count_include_pad with ceil_mode")
-                args["count_include_pad"] = True
+        if kaffa_type == "MaxPool" and len(node.outputs) > 1 and node.outputs[1]:
+            # The Indices output: kaffa.ops.sampling's MaxPoolWithIndices.
+            order = int(node.attr("storage_order", 0))
+            ctx.op("MaxPoolWithIndices", node.inputs[:1], node.outputs[:2], storage_order=order, **args)
+            return
+        if kaffa_type == "AveragePool" and node.attr("count_include_pad", 0):
+            args["count_include_pad"] = True  # the declared pads count, not ceil mode's overhang
         ctx.op(kaffa_type, node.inputs[:1], node.outputs[:1], **args)
 
     return translate
@@ -123,7 +179,10 @@ def _global_pool(ctx: Context, node: Node) -> None:
 
 @translator("BatchNormalization")
 def _batch_norm(ctx: Context, node: Node) -> None:
-    if node.attr("training_mode", 0) or len([o for o in node.outputs if o]) > 1:
+    if node.attr("training_mode", 0):
+        _batch_norm_training(ctx, node)
+        return
+    if len([o for o in node.outputs if o]) > 1:
         raise unsupported("training mode (running statistics outputs)")
     x_rank = ctx.shape(node.inputs[0])
     if x_rank is not None and len(x_rank) < 2:
@@ -135,6 +194,39 @@ def _batch_norm(ctx: Context, node: Node) -> None:
         is_test=True,
         epsilon=float(node.attr("epsilon", 1e-5)),
     )
+
+
+def _batch_norm_training(ctx: Context, node: Node) -> None:
+    """training_mode=1 (opset >= 14): normalize with the batch mean and biased variance over all
+    dims but 1; running_mean/var = momentum * input + (1 - momentum) * batch statistic. Composed
+    of kaffa ops, so gradients flow through the batch statistics too."""
+    x, scale, bias, mean, var = node.inputs[:5]
+    rank = ctx.rank(x)
+    if rank < 2:
+        raise unsupported("an input of rank < 2")
+    axes = [0, *range(2, rank)]
+    y = node.outputs[0]
+    m_keep = ctx.temp(y + "_batch_mean_keep")
+    ctx.op("ReduceMean", [x], [m_keep], axes=axes, keepdims=True)
+    centered = ctx.temp(y + "_centered")
+    ctx.op("Sub", [x, m_keep], [centered])
+    sq = ctx.temp(y + "_sq")
+    ctx.op("Sqr", [centered], [sq])
+    b_var = ctx.temp(y + "_batch_var")
+    ctx.op("ReduceMean", [sq], [b_var], axes=axes, keepdims=False)
+    b_mean = ctx.temp(y + "_batch_mean")
+    ctx.op("ReduceMean", [x], [b_mean], axes=axes, keepdims=False)
+    eps = float(node.attr("epsilon", 1e-5))
+    ctx.op("SpatialBN", [x, scale, bias, b_mean, b_var], [y], is_test=True, epsilon=eps)
+    momentum = float(node.attr("momentum", 0.9))
+    outs = [*node.outputs, "", ""]
+    for running, batch, out in ((mean, b_mean, outs[1]), (var, b_var, outs[2])):
+        if not out:
+            continue
+        kept, new = ctx.temp(out + "_kept"), ctx.temp(out + "_new")
+        ctx.op("Scale", [running], [kept], scale=momentum)
+        ctx.op("Scale", [batch], [new], scale=1.0 - momentum)
+        ctx.op("Add", [kept, new], [out])
 
 
 @translator("LayerNormalization")
@@ -206,7 +298,10 @@ def _dropout(ctx: Context, node: Node) -> None:
     # Inference: the output is the input. A mask output (if asked for) is all true.
     training = node.input(2)
     if training and bool(ctx.need_const(training, "training_mode")):
-        raise unsupported("training_mode=True")
+        # Training with ratio 0 drops nothing: the same as inference.
+        ratio = ctx.need_const(node.input(1), "ratio") if node.input(1) else np.asarray(0.5)
+        if float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
+            raise unsupported("training_mode=True with a ratio > 0 (a random mask)")
     outs = [o for o in node.outputs[:2] if o]
     if len(outs) == 2:
         ctx.op("Dropout", node.inputs[:1], node.outputs[:2], is_test=True)

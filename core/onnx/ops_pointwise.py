@@ -46,9 +46,6 @@ for _t in _DIRECT:
 @translator("Mod")
 def _mod(ctx: Context, node: Node) -> None:
     fmod = int(node.attr("fmod", 0))
-    dtype = ctx.dtype(node.inputs[0])
-    if dtype is not None and dtype.kind == "f" and fmod != 1:
-        raise unsupported(f"Mod of {dtype.name} inputs needs fmod=1 (ONNX defines float Mod only as fmod)")
     ctx.op("Mod", node.inputs[:2], node.outputs[:1], fmod=fmod)
 
 

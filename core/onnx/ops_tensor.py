@@ -56,18 +56,26 @@ def _selu(ctx: Context, node: Node) -> None:
 @translator("PRelu")
 def _prelu(ctx: Context, node: Node) -> None:
     x, slope = node.inputs[0], node.inputs[1]
-    value = ctx.need_const(slope, "the PRelu slope")
-    if value.size == 1:
+    value = ctx.const(slope)
+    flat = None
+    if value is not None and value.size == 1:
         flat = value.reshape(1)
-    else:
-        # kaffa's PRelu has one slope per channel (axis 1): ONNX's slope must broadcast that way.
+    elif value is not None:
+        # kaffa's PRelu has one slope per channel (axis 1): ONNX's slope may broadcast that way.
         x_shape = ctx.shape(x)
         rank = len(x_shape) if x_shape is not None else value.ndim + 1
-        shaped = value.reshape((1,) * (rank - value.ndim) + value.shape)
-        if shaped.ndim != rank or any(d != 1 for i, d in enumerate(shaped.shape) if i != 1):
-            raise unsupported(f"a slope of shape {list(value.shape)} that is not per channel")
-        flat = shaped.reshape(-1)
-    ctx.op("PRelu", [x, ctx.add_const(slope + "_c", flat)], node.outputs[:1])
+        shaped = value.reshape((1,) * max(rank - value.ndim, 0) + value.shape)
+        if shaped.ndim == rank and all(d == 1 for i, d in enumerate(shaped.shape) if i != 1):
+            flat = shaped.reshape(-1)
+    if flat is not None:
+        ctx.op("PRelu", [x, ctx.add_const(slope + "_c", flat)], node.outputs[:1])
+        return
+    # Any other slope broadcasts against X the numpy way: Y = X < 0 ? slope * X : X.
+    neg = ctx.temp(x + "_neg")
+    ctx.op("LT", [x, _scalar(ctx, x, 0.0)], [neg])
+    scaled = ctx.temp(x + "_scaled")
+    ctx.op("Mul", [x, slope], [scaled])
+    ctx.op("Where", [neg, scaled, x], node.outputs[:1])
 
 
 def _hard_sigmoid_into(ctx: Context, x: str, out: str, alpha: float, beta: float) -> None:
@@ -100,7 +108,8 @@ def _clip(ctx: Context, node: Node) -> None:
     else:
         lo = float(ctx.need_const(node.input(1), "Clip's min")) if node.input(1) else None
         hi = float(ctx.need_const(node.input(2), "Clip's max")) if node.input(2) else None
-    if lo == 0.0 and hi is None:
+    dtype = ctx.dtype(node.inputs[0])
+    if lo == 0.0 and hi is None and (dtype is None or dtype.kind == "f"):  # Relu is float-only
         ctx.op("Relu", node.inputs[:1], node.outputs[:1])
         return
     ctx.op(
@@ -209,7 +218,7 @@ def _cast(ctx: Context, node: Node) -> None:
     from onnx import helper
 
     dtype = np.dtype(helper.tensor_dtype_to_np_dtype(int(node.attr("to"))))
-    _cast_to(ctx, node.inputs[0], node.outputs[0], dtype)
+    _cast_to(ctx, node.inputs[0], node.outputs[0], dtype, **_cast_attrs(node))
 
 
 @translator("CastLike")
@@ -217,21 +226,44 @@ def _cast_like(ctx: Context, node: Node) -> None:
     dtype = ctx.dtype(node.inputs[1])
     if dtype is None:
         raise unsupported(f"the dtype of target_type '{node.inputs[1]}' is unknown")
-    _cast_to(ctx, node.inputs[0], node.outputs[0], np.dtype(dtype))
+    value = ctx.const(node.inputs[0])
+    if value is not None and np.dtype(dtype) in _dt.ALL_TYPES:
+        # Only target_type's dtype matters: a constant stays a constant (Pad values, -inf...).
+        ctx.consts[node.outputs[0]] = value.astype(dtype)
+        return
+    _cast_to(ctx, node.inputs[0], node.outputs[0], np.dtype(dtype), **_cast_attrs(node))
 
 
-def _cast_to(ctx: Context, x: str, out: str, dtype: np.dtype) -> None:
+def _cast_attrs(node: Node) -> dict:
+    """Cast's saturate (float8 targets) and round_mode (float8e8m0) where they differ from the
+    defaults, which kaffa's Cast shares with ONNX's (saturate=1, round_mode="up")."""
+    out: dict = {}
+    if not node.attr("saturate", 1):
+        out["saturate"] = False
+    if node.attr("round_mode", "up") != "up":
+        out["round_mode"] = node.attr("round_mode")
+    return out
+
+
+def _cast_to(ctx: Context, x: str, out: str, dtype: np.dtype, **cast_args: object) -> None:
+    from kaffa.ops.unary import castable
+
     try:
         code = _dt.from_numpy(dtype)
     except ValueError:
         raise unsupported(f"cast to {dtype}") from None
-    if dtype not in _dt.ALL_TYPES:
-        raise unsupported(f"cast to {dtype} (kaffa computes in {', '.join(map(str, _dt.ALL_TYPES))})")
-    ctx.op("Cast", [x], [out], to=code)
+    if dtype.kind == "O" or not castable(dtype):
+        raise unsupported(f"cast to {dtype} (kaffa casts numeric, bool and ml_dtypes types)")
+    ctx.op("Cast", [x], [out], to=code, **cast_args)
 
 
 # -- reductions ------------------------------------------------------------------------------------
-_REDUCE = {"ReduceMean": "ReduceMean", "ReduceSum": "ReduceSum", "ReduceMax": "ReduceMax"}
+_REDUCE = {
+    "ReduceMean": "ReduceMean",
+    "ReduceSum": "ReduceSum",
+    "ReduceMax": "ReduceMax",
+    "ReduceProd": "ReduceProd",
+}
 # Opset from which an op takes its axes as an input rather than an attribute.
 _AXES_INPUT_SINCE = {"ReduceSum": 13}
 
@@ -259,7 +291,53 @@ def _emit_reduce(ctx: Context, node: Node, kaffa_type: str, x: str, out: str) ->
         ctx.op(kaffa_type, [x], [out], axes=axes, keepdims=keep)
 
 
+def _reduce_empty(ctx: Context, node: Node, fill: float) -> bool:
+    """A reduction over a statically empty axis has no data to read: its output is the constant
+    ``fill`` (ONNX: the reduction's identity). True if the node was handled that way."""
+    x, out = node.inputs[0], node.outputs[0]
+    shape, dtype = ctx.shape(x), ctx.dtype(x)
+    axes, keep, noop = _reduce_args(ctx, node)
+    if noop or shape is None or None in shape or dtype is None:
+        return False
+    axes = list(range(len(shape))) if axes is None else axes
+    if not any(shape[a] == 0 for a in axes):
+        return False
+    if dtype.kind == "b":  # any() of nothing is False, all() of nothing True
+        fill = fill > 0
+    elif dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        fill = info.min if fill < 0 else info.max if fill > 0 else 0
+    out_shape = [1 if k in axes else d for k, d in enumerate(shape) if keep or k not in axes]
+    ctx.consts[out] = np.full(out_shape, fill, dtype=dtype)
+    return True
+
+
+def _reduce_bool(ctx: Context, node: Node, kaffa_type: str, negate: bool) -> bool:
+    """ReduceMax/ReduceMin of bool (any/all): through int32, with min(b) = -max(-b)."""
+    x, out = node.inputs[0], node.outputs[0]
+    if ctx.dtype(x) != np.dtype(bool):
+        return False
+    as_int = ctx.temp(x + "_int")
+    _cast_to(ctx, x, as_int, np.dtype(np.int32))
+    if negate:
+        neg = ctx.temp(x + "_neg")
+        ctx.op("Negative", [as_int], [neg])
+        as_int = neg
+    red = ctx.temp(out + "_int")
+    _emit_reduce(ctx, node, kaffa_type, as_int, red)
+    if negate:
+        back = ctx.temp(out + "_neg")
+        ctx.op("Negative", [red], [back])
+        red = back
+    _cast_to(ctx, red, out, np.dtype(bool))
+    return True
+
+
 def _reduce(ctx: Context, node: Node) -> None:
+    if node.op_type == "ReduceMax" and (
+        _reduce_empty(ctx, node, -np.inf) or _reduce_bool(ctx, node, "ReduceMax", False)
+    ):
+        return
     _emit_reduce(ctx, node, _REDUCE[node.op_type], node.inputs[0], node.outputs[0])
 
 
@@ -270,6 +348,8 @@ for _t in _REDUCE:
 @translator("ReduceMin")
 def _reduce_min(ctx: Context, node: Node) -> None:
     # min(x) = -max(-x)
+    if _reduce_empty(ctx, node, np.inf) or _reduce_bool(ctx, node, "ReduceMax", True):
+        return
     x, out = node.inputs[0], node.outputs[0]
     neg = ctx.temp(x + "_neg")
     ctx.op("Negative", [x], [neg])
@@ -304,6 +384,8 @@ def _reduce_sum_of(ctx: Context, node: Node) -> None:
 @translator("ReduceLogSumExp")
 def _reduce_log_sum_exp(ctx: Context, node: Node) -> None:
     # log(sum(exp(x - m))) + m, m = max(x) over the axes (so exp does not overflow).
+    if _reduce_empty(ctx, node, -np.inf):  # log(0)
+        return
     x, out = node.inputs[0], node.outputs[0]
     axes, keep, noop = _reduce_args(ctx, node)
     if noop:
@@ -507,11 +589,16 @@ def _reshape(ctx: Context, node: Node) -> None:
         shape = None if value is None else [int(v) for v in value.reshape(-1)]
     if shape is not None:
         if node.attr("allowzero", 0) and 0 in shape:
-            raise unsupported("allowzero=1 with a 0 in the shape")
+            # A literal 0 dim: the result is empty (X must be too), whatever X holds.
+            x_shape, dtype = ctx.shape(x), ctx.dtype(x)
+            if -1 in shape or dtype is None or (x_shape is not None and 0 not in x_shape):
+                raise unsupported(f"allowzero=1 with a 0 in the shape {shape} for X {x_shape}")
+            ctx.consts[out] = np.zeros(shape, dtype)
+            return
         ctx.op("Reshape", [x], [out, ctx.temp(out + "_old_shape")], shape=shape)
         return
     if node.attr("allowzero", 0):
-        raise unsupported("allowzero=1 with a computed shape")
+        raise unsupported("allowzero=1 with a computed shape", node.inputs[1])
     ctx.op("Reshape", [x, node.inputs[1]], [out, ctx.temp(out + "_old_shape")])
 
 
@@ -617,10 +704,25 @@ def _gather(ctx: Context, node: Node) -> None:
         if dim is None:
             raise unsupported("negative indices into a dim of unknown size")
         idx = ctx.add_const(idx + "_pos", np.where(idx_val < 0, idx_val + dim, idx_val))
+    elif idx_val is None and ctx.shape(data) is not None and ctx.shape(data)[axis] is not None:
+        # ONNX indices may count from the end (-dim .. -1); kaffa's Gather takes 0 .. dim-1.
+        dtype = ctx.dtype(idx) or np.dtype(np.int64)
+        neg = ctx.temp(idx + "_neg")
+        ctx.op("LT", [idx, ctx.add_const(idx + "_zero", np.zeros((), dtype))], [neg])
+        shifted = ctx.temp(idx + "_shifted")
+        ctx.op("Add", [idx, ctx.add_const(idx + "_dim", np.asarray(ctx.shape(data)[axis], dtype))], [shifted])
+        pos = ctx.temp(idx + "_pos")
+        ctx.op("Where", [neg, shifted, idx], [pos])
+        idx = pos
+    _gather_along(ctx, data, idx, out, axis, r, ctx.rank(idx) if axis else 0)
+
+
+def _gather_along(ctx: Context, data: str, idx: str, out: str, axis: int, r: int, q: int) -> None:
+    """ONNX Gather along ``axis`` of a rank-``r`` data with rank-``q`` indices (kaffa's Gather
+    takes axis 0: other axes are moved there and back)."""
     if axis == 0:
         ctx.op("Gather", [data, idx], [out])
         return
-    q = ctx.rank(idx)
     perm = [axis] + [i for i in range(r) if i != axis]
     moved = ctx.temp(data + "_moved")
     ctx.op("Transpose", [data], [moved], axes=perm)
@@ -644,12 +746,33 @@ def _slice(ctx: Context, node: Node) -> None:
         axes_name, steps_name = node.input(3), node.input(4)
         axes = [int(v) for v in ctx.need_const(axes_name, "axes").reshape(-1)] if axes_name else None
         steps = [int(v) for v in ctx.need_const(steps_name, "steps").reshape(-1)] if steps_name else None
-    if steps is not None and any(s != 1 for s in steps):
-        raise unsupported(f"steps {steps} (kaffa's Slice takes step 1)")
     rank = ctx.rank(x) if axes is None or any(a < 0 for a in axes) else max(axes) + 1
     if axes is None:
         axes = list(range(len(starts)))
     axes = [a + rank if a < 0 else a for a in axes]
+    strided = [(a, s, e, st) for a, s, e, st in zip(axes, starts, ends, steps or []) if st != 1]
+    if strided:
+        # Other steps: the unit-step axes slice as usual, then each strided axis gathers its indices
+        # (numpy's slicing of range(dim), which clamps as ONNX does), so its dim must be known.
+        shape, rank = ctx.shape(x), ctx.rank(x)
+        unit = [(a, s, e) for a, s, e, st in zip(axes, starts, ends, steps) if st == 1]
+        y = x
+        if unit:
+            y = ctx.temp(x + "_sliced")
+            _slice_unit(ctx, x, y, *(list(v) for v in zip(*unit)))
+        for k, (a, s, e, st) in enumerate(strided):
+            if shape is None or shape[a] is None:
+                raise unsupported(f"step {st} on axis {a} of unknown size")
+            picked = np.arange(shape[a], dtype=np.int64)[slice(s, e, st)]
+            dst = node.outputs[0] if k == len(strided) - 1 else ctx.temp(x + f"_strided{a}")
+            _gather_along(ctx, y, ctx.add_const(x + f"_step_idx{a}", picked), dst, a, rank, 1)
+            y = dst
+        return
+    _slice_unit(ctx, x, node.outputs[0], starts, ends, axes)
+
+
+def _slice_unit(ctx: Context, x: str, out: str, starts: list[int], ends: list[int], axes: list[int]) -> None:
+    """kaffa's Slice for ONNX starts/ends with step 1 on (non-negative) ``axes``."""
     n = max(axes) + 1
     k_starts, k_ends = [0] * n, [-1] * n
     big = 2**62
@@ -659,7 +782,7 @@ def _slice(ctx: Context, node: Node) -> None:
         k_ends[a] = -1 if e >= big else (max(e, -big) - 1 if e < 0 else e)
         if e < -big:
             raise unsupported("an end before the start of the axis")
-    ctx.op("Slice", [x], node.outputs[:1], starts=k_starts, ends=k_ends)
+    ctx.op("Slice", [x], [out], starts=k_starts, ends=k_ends)
 
 
 @translator("Tile")
@@ -714,15 +837,26 @@ def _pad(ctx: Context, node: Node) -> None:
     begins, ends = pads[:rank], pads[rank:]
     if any(p < 0 for p in pads):
         raise unsupported("negative pads (cropping)")
-    if rank < 3 or begins[:2] != [0, 0] or ends[:2] != [0, 0]:
-        raise unsupported("padding of the batch or channel axis (kaffa's PadImage pads spatial axes)")
-    if mode not in ("constant", "reflect", "edge"):
+    if mode not in ("constant", "reflect", "edge", "wrap"):
         raise unsupported(f"mode {mode!r}")
+    padded = [a for a in range(rank) if begins[a] or ends[a]]
+    if not padded:
+        ctx.op("Copy", [x], node.outputs[:1])
+        return
+    # kaffa's PadImage pads the axes after the first two: lead with unit axes where needed.
+    extra = max(0, 2 - padded[0])
+    src, out = x, node.outputs[0]
+    if extra:
+        src, out = ctx.temp(x + "_lifted"), ctx.temp(out + "_lifted")
+        ctx.op("ExpandDims", [x], [src], dims=list(range(extra)))
+        begins, ends = [0] * extra + begins, [0] * extra + ends
     ctx.op(
         "PadImage",
-        [x],
-        node.outputs[:1],
+        [src],
+        [out],
         pads=begins[2:] + ends[2:],
         mode=mode,
         value=value if mode == "constant" else None,
     )
+    if extra:
+        ctx.op("Squeeze", [out], node.outputs[:1], dims=list(range(extra)))

@@ -305,11 +305,11 @@ define(
 
 # -- PadImage --------------------------------------------------------------------------------------
 
-PAD_MODES = ("constant", "reflect", "edge")
+PAD_MODES = ("constant", "reflect", "edge", "wrap")
 PAD_IMAGE_ARGS = [
     *PAD_ARGS,
     Arg("order", ArgType.STRING, "NCHW", "NCHW or NHWC"),
-    Arg("mode", ArgType.STRING, "constant", "constant, reflect (mirror without the edge) or edge"),
+    Arg("mode", ArgType.STRING, "constant", "constant, reflect (mirror without the edge), edge or wrap"),
     Arg("value", ArgType.FLOAT, 0.0, "fill value for mode=constant"),
 ]
 
@@ -353,13 +353,15 @@ define(
     "PadImage",
     family="nn",
     doc="Pads the spatial axes of an image batch. mode=constant fills with `value`; reflect mirrors "
-    "without repeating the edge (pads must be below the size); edge repeats the border cell.",
+    "without repeating the edge (pads must be below the size); edge repeats the border cell; wrap "
+    "repeats the axis periodically (ONNX Pad's wrap).",
     inputs=1,
     input_docs=[("X", "input (NCHW or NHWC)")],
     output_docs=[("Y", "padded output")],
     args=PAD_IMAGE_ARGS,
     canonicalize=_canon_pad_image,
     infer=lambda args, ins, n: [_pad_image_sizes("PadImage", args, ins[0], 1)],
+    dtypes=dtypes.NUMERIC_TYPES,  # data movement: integers too (ONNX pads int tensors)
 )
 
 # -- gradients -------------------------------------------------------------------------------------
@@ -553,7 +555,7 @@ def _pool_grad(g: GradientContext) -> GradientOps:
 define(
     "PadImageGradient",
     family="nn",
-    doc="PadImage's gradient from dY alone: the interior of dY, plus (reflect, edge) the padded "
+    doc="PadImage's gradient from dY alone: the interior of dY, plus (reflect, edge, wrap) the padded "
     "cells' gradients added to the cells they copied.",
     inputs=1,
     input_docs=[("dY", "gradient of the padded output")],

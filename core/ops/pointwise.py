@@ -150,21 +150,16 @@ def _infer_mod(args: Mapping[str, Any], ins: list[TensorInfo], n: int) -> list[T
         "Mod: give the divisor either as the `divisor` argument or as input 1, not both",
     )
     check(args["fmod"] in (0, 1), f"Mod: fmod must be 0 or 1, got {args['fmod']}")
-    check(
-        dtype is None or dtype.kind != "f" or args["fmod"] == 1,
-        f"Mod: {dtypes.name(dtype)} inputs need fmod=1 (the remainder of a float division takes the "
-        "dividend's sign)",
-    )
     return _infer_broadcast("Mod")(args, ins, n)
 
 
 define(
     "Mod",
     family="pointwise",
-    doc="Elementwise remainder. ONNX's form: Mod(A, B) with numpy broadcasting; fmod=0 (integers "
-    "only) gives the sign of the divisor B (Python's %), fmod=1 the sign of the dividend A (C's "
-    "fmod; required for floats). Caffe2's form: Mod(X) with the integer `divisor` argument, the sign "
-    "of X unless sign_follow_divisor=1. Integer division by 0 gives 0.",
+    doc="Elementwise remainder. ONNX's form: Mod(A, B) with numpy broadcasting; fmod=0 gives the sign of "
+    "the divisor B (Python's % and numpy.mod, floats included, as in ONNX opset 28's tests), fmod=1 "
+    "the sign of the dividend A (C's fmod). Caffe2's form: Mod(X) with the integer `divisor` "
+    "argument, the sign of X unless sign_follow_divisor=1. Integer division by 0 gives 0.",
     inputs=(1, 2),
     input_docs=[("A", "dividend"), ("B", "optional: divisor (instead of the `divisor` argument)")],
     output_docs=[("C", "remainder, broadcast shape, same dtype")],

@@ -1,4 +1,5 @@
-"""Reductions: ReduceSum, ReduceMean, ReduceMax, SumElements (schemas, shape inference, gradient makers)."""
+"""Reductions: ReduceSum, ReduceMean, ReduceMax, ReduceProd, SumElements (schemas, shape inference,
+gradient makers)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ for _name, _what, _types in (
     ("ReduceSum", "sum", dtypes.NUMERIC_TYPES),
     ("ReduceMean", "mean", dtypes.FLOAT_TYPES),
     ("ReduceMax", "maximum", dtypes.NUMERIC_TYPES),
+    ("ReduceProd", "product", dtypes.NUMERIC_TYPES),
 ):
     define(
         _name,
@@ -87,6 +89,7 @@ for _name, _rule in (
     ("ReduceSumGradient", "dY broadcast back over the reduced axes"),
     ("ReduceMeanGradient", "dY / (number of reduced elements), broadcast back over the reduced axes"),
     ("ReduceMaxGradient", "dY where X equals the maximum Y (every tie gets it), else 0"),
+    ("ReduceProdGradient", "dY times the product of the other reduced elements (zeros included)"),
 ):
     define(
         _name,
@@ -102,7 +105,7 @@ for _name, _rule in (
     )
 
 
-@gradient("ReduceSum", "ReduceMean", "ReduceMax")
+@gradient("ReduceSum", "ReduceMean", "ReduceMax", "ReduceProd")
 def _reduce_grad(g: GradientContext) -> GradientOps:
     return g.single(
         f"{g.op.type}Gradient",

@@ -275,7 +275,7 @@ define(
     output_docs=[("output", "same tensor")],
     inplace="one_to_one",
     infer=same_as_input(0),
-    dtypes=dtypes.ALL_TYPES,
+    dtypes=(*dtypes.ALL_NUMERIC_TYPES, dtypes.BOOL),  # int8 ... uint64 too
 )
 
 

@@ -104,14 +104,23 @@ define(
 
 
 # -- Cast --------------------------------------------------------------------------------------------
-_CAST_TARGETS = frozenset(
-    [*dtypes.ALL_TYPES, *(np.dtype(t) for t in (np.int8, np.int16, np.uint8, np.uint16))]
-)
+_CAST_TARGETS = frozenset([*dtypes.ALL_NUMERIC_TYPES, dtypes.BOOL])
+CAST_ROUND_MODES = ("up", "down", "nearest")
+
+
+def castable(dtype: np.dtype | None) -> bool:
+    """A dtype Cast reads and writes: numpy's numeric types, bool, and ml_dtypes' storage types."""
+    return dtype is None or np.dtype(dtype) in _CAST_TARGETS or dtypes.is_extended(dtype)
 
 
 def _infer_cast(args: Mapping[str, Any], ins: list[TensorInfo], n: int) -> list[TensorInfo]:
     to = np.dtype(args["to"])
-    check(to in _CAST_TARGETS, f"Cast: cannot cast to {dtypes.name(to)}")
+    check(castable(to), f"Cast: cannot cast to {dtypes.name(to)}")
+    check(castable(ins[0].dtype), f"Cast: cannot cast from {dtypes.name(ins[0].dtype)}")
+    check(
+        args["round_mode"] in CAST_ROUND_MODES,
+        f"Cast: round_mode must be one of {', '.join(CAST_ROUND_MODES)}, got {args['round_mode']!r}",
+    )
     return [TensorInfo(ins[0].shape, to)]
 
 
@@ -119,13 +128,21 @@ define(
     "Cast",
     family="unary",
     doc="Elementwise conversion to dtype `to` (a TensorProto.DataType number or name such as "
-    '"FLOAT", "int32"). Float to integer truncates toward zero; to bool tests x != 0.',
+    '"FLOAT", "int32", "BFLOAT16"). Float to integer truncates toward zero (to a 2/4-bit integer it then '
+    "wraps, keeping the low bits); to bool tests x != 0. To the float8 formats it rounds to nearest even; "
+    "with `saturate` (default) values beyond the format's range, infinities included, become its largest "
+    "finite value of their sign, without it they overflow to inf or NaN as the format has them. "
+    "float4_e2m1fn has neither and always saturates. To float8_e8m0fnu (a power of two, sign dropped) "
+    "`round_mode` picks the exponent: up (default), down, or nearest; NaN and inf become NaN. "
+    "The narrow types (bfloat16, float8, float4, 2/4-bit integers) need the ml_dtypes package.",
     inputs=1,
     input_docs=[("X", "input")],
     output_docs=[("Y", "X as dtype `to`, same shape")],
     args=[
         Arg("to", ArgType.DTYPE, REQUIRED, "the output dtype"),
         Arg("from_type", ArgType.DTYPE, None, "X's dtype (Caffe2 needs it for the gradient; optional here)"),
+        Arg("saturate", ArgType.BOOL, True, "to float8: clamp out-of-range values to the largest finite one"),
+        Arg("round_mode", ArgType.STRING, "up", "to float8_e8m0fnu: up, down or nearest"),
     ],
     infer=_infer_cast,
     dtypes=(*dtypes.ALL_NUMERIC_TYPES, dtypes.BOOL),

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from kaffa.dtypes import ALL_TYPES, FLOAT_TYPES, NUMERIC_TYPES
+from kaffa.dtypes import ALL_NUMERIC_TYPES, ALL_TYPES, FLOAT_TYPES, NUMERIC_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
 from kaffa.schema import check, norm_axis
 
@@ -66,7 +66,7 @@ table.kernel("ArgMin", dtypes=NUMERIC_TYPES)(_arg_reduce(np.argmin))
 
 
 # -- TopK ---------------------------------------------------------------------------------------------
-@table.kernel("TopK", dtypes=NUMERIC_TYPES)
+@table.kernel("TopK", dtypes=ALL_NUMERIC_TYPES)
 def top_k(ctx: KernelContext) -> RunFn:
     arg_k, axis, largest = int(ctx.args["k"]), int(ctx.args["axis"]), bool(ctx.args["largest"])
     two = ctx.num_outputs > 1
@@ -77,7 +77,8 @@ def top_k(ctx: KernelContext) -> RunFn:
         ax = norm_axis(axis, x.ndim, "TopK")
         check(0 <= k <= x.shape[ax], f"TopK: k={k} is out of range for axis {ax} of shape {list(x.shape)}")
         # Stable sort: among equal values the lower index comes first.
-        order = np.argsort(-x if largest else x, axis=ax, kind="stable")
+        # Descending by an order-reversing key: ~x for integers (-x overflows unsigned and the minimum).
+        order = np.argsort((~x if x.dtype.kind in "iu" else -x) if largest else x, axis=ax, kind="stable")
         idx = np.take(order, np.arange(k), axis=ax)
         values = _contiguous(np.take_along_axis(x, idx, axis=ax))
         return (values, _contiguous(idx.astype(INT64))) if two else (values,)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from kaffa.dtypes import FLOAT_TYPES
+from kaffa.dtypes import FLOAT_TYPES, NUMERIC_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
 from kaffa.launch.math import work_dtype  # float16 computes in float32: numpy's float16 GEMM is slow
 from kaffa.launch.nn import (
@@ -607,7 +607,7 @@ def _pad_setup(ctx: KernelContext) -> tuple[int, str, Any]:
     return first, args["mode"], args["pads"]
 
 
-@table.kernel("PadImage", dtypes=FLOAT_TYPES)
+@table.kernel("PadImage", dtypes=NUMERIC_TYPES)
 def pad_image(ctx: KernelContext) -> RunFn:
     first, mode, pads = _pad_setup(ctx)
     value = float(ctx.args["value"])
@@ -622,7 +622,7 @@ def pad_image(ctx: KernelContext) -> RunFn:
             width[first + i] = (b, e)
         if mode == "constant":
             return (np.pad(x, width, mode="constant", constant_values=x.dtype.type(value)),)
-        return (np.pad(x, width, mode=mode),)  # numpy's reflect and edge are Caffe2's
+        return (np.pad(x, width, mode=mode),)  # numpy's reflect, edge and wrap are Caffe2's / ONNX's
 
     return run
 
@@ -653,6 +653,9 @@ def pad_image_gradient(ctx: KernelContext) -> RunFn:
                 if mode == "edge":
                     inner[0] += g[:b].sum(axis=0)
                     inner[-1] += g[b + size :].sum(axis=0)
+                elif mode == "wrap":  # pad cell j (of all b + size + e) copies cell (j - b) mod size
+                    src = (np.arange(-b, 0) % size).tolist() + (np.arange(size, size + e) % size).tolist()
+                    np.add.at(inner, src, np.concatenate([g[:b], g[b + size :]]))
                 else:  # reflect: pad cell b - j copies cell j, end pad cell size - 1 + j copies size - 1 - j
                     if b:
                         inner[1 : b + 1] += g[:b][::-1]

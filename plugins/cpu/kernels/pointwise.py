@@ -185,7 +185,6 @@ def mod(ctx: KernelContext) -> RunFn:
         else:
             check(divisor is None, "Mod: give the divisor either as the `divisor` argument or as input 1")
             check(a.dtype == b.dtype, f"Mod: inputs must share one dtype, got {a.dtype}, {b.dtype}")
-            check(a.dtype.kind != "f" or fmod == 1, f"Mod: {a.dtype} inputs need fmod=1")
             _broadcast("Mod", a, b)
             d, fn = b, (np.fmod if fmod else np.mod)
         with np.errstate(divide="ignore", invalid="ignore"):  # integer x % 0 is 0, float fmod(x, 0) NaN

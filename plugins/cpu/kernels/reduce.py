@@ -1,4 +1,4 @@
-"""ReduceSum, ReduceMean, ReduceMax, SumElements and their gradient ops."""
+"""ReduceSum, ReduceMean, ReduceMax, ReduceProd, SumElements and their gradient ops."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _acc_dtype(dtype: np.dtype) -> np.dtype:
 
 
 @table.kernel("ReduceMean", dtypes=FLOAT_TYPES)
-@table.kernel("ReduceSum", "ReduceMax", dtypes=NUMERIC_TYPES)
+@table.kernel("ReduceSum", "ReduceMax", "ReduceProd", dtypes=NUMERIC_TYPES)
 def reduce_(ctx: KernelContext) -> RunFn:
     op, axes_arg, keepdims = ctx.op_type, ctx.args["axes"], bool(ctx.args["keepdims"])
 
@@ -35,6 +35,8 @@ def reduce_(ctx: KernelContext) -> RunFn:
             y = np.max(x, axis=axes, keepdims=keepdims)
         elif op == "ReduceSum":
             y = np.sum(x, axis=axes, keepdims=keepdims, dtype=_acc_dtype(x.dtype))
+        elif op == "ReduceProd":
+            y = np.prod(x, axis=axes, keepdims=keepdims, dtype=_acc_dtype(x.dtype))
         else:
             y = np.mean(x, axis=axes, keepdims=keepdims, dtype=_acc_dtype(x.dtype))
         return (np.asarray(y).astype(x.dtype, copy=False),)
@@ -50,6 +52,33 @@ def _kept(dy: np.ndarray, x_shape: tuple[int, ...], axes: tuple[int, ...], op: s
         f"{op}: dY {list(dy.shape)} is not X {list(x_shape)} reduced over {list(axes)}",
     )
     return dy.reshape(kept)
+
+
+def _others_product(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """For each element of x, the product of the other elements of its reduced group (exclusive
+    prefix times suffix products, so zeros need no division)."""
+    rest = [k for k in range(x.ndim) if k not in axes]
+    moved = np.transpose(x, rest + list(axes))
+    flat = moved.reshape(*moved.shape[: len(rest)], -1)
+    if flat.shape[-1] == 0:  # an empty group: X has no elements to get a gradient
+        return np.zeros(x.shape, dtype=x.dtype)
+    ones = np.ones((*flat.shape[:-1], 1), dtype=flat.dtype)
+    before = np.concatenate([ones, np.cumprod(flat, axis=-1)[..., :-1]], axis=-1)
+    after = np.concatenate([np.cumprod(flat[..., ::-1], axis=-1)[..., -2::-1], ones], axis=-1)
+    return np.transpose((before * after).reshape(moved.shape), np.argsort(rest + list(axes)))
+
+
+@table.kernel("ReduceProdGradient", dtypes=FLOAT_TYPES)
+def reduce_prod_gradient(ctx: KernelContext) -> RunFn:
+    axes_arg = ctx.args["axes"]
+
+    def run(dy: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray]:
+        axes = reduced_axes("ReduceProdGradient", axes_arg, x.ndim)
+        g = _kept(dy, x.shape, axes, "ReduceProdGradient")
+        others = _others_product(x.astype(work_dtype(x.dtype)), axes)
+        return ((g * others).astype(dy.dtype),)
+
+    return run
 
 
 @table.kernel("ReduceSumGradient", "ReduceMeanGradient", "ReduceMaxGradient", dtypes=FLOAT_TYPES)

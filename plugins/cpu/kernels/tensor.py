@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from kaffa.dtypes import ALL_TYPES, NUMERIC_TYPES
+from kaffa.dtypes import ALL_NUMERIC_TYPES, ALL_TYPES, BOOL, NUMERIC_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
 from kaffa.ops.tensor import expand_shape, reshape_target, slice_bounds, squeeze_shape
 from kaffa.schema import check, norm_axis
@@ -151,7 +151,7 @@ def flatten(ctx: KernelContext) -> RunFn:
     return run
 
 
-@table.kernel("Copy", dtypes=ALL_TYPES)
+@table.kernel("Copy", dtypes=(*ALL_NUMERIC_TYPES, BOOL))
 def copy(ctx: KernelContext) -> RunFn:
     def run(x: np.ndarray) -> tuple[np.ndarray]:
         return (x.copy(),)

@@ -10,12 +10,13 @@ import math
 
 import numpy as np
 
-from kaffa.dtypes import ALL_NUMERIC_TYPES, ALL_TYPES, BOOL, FLOAT_TYPES, NUMERIC_TYPES
+from kaffa.dtypes import ALL_NUMERIC_TYPES, ALL_TYPES, FLOAT_TYPES, NUMERIC_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
 from kaffa.ops.math import legacy_b_shape
 from kaffa.schema import check
 from kaffa_cpu.kernels.math import reduce_to
 from kaffa_cpu.kernels.nn import work_dtype
+from kaffa_cpu.kernels.quant import cast_array, cast_supports
 
 table = KernelTable("cpu")
 
@@ -142,13 +143,14 @@ def pow_(ctx: KernelContext) -> RunFn:
     return run
 
 
-@table.kernel("Cast", dtypes=(*ALL_NUMERIC_TYPES, BOOL))
+# Any dtype Cast is defined for, ml_dtypes' storage types included (the predicate refuses the rest).
+@table.kernel("Cast", supports=cast_supports)
 def cast(ctx: KernelContext) -> RunFn:
     to = np.dtype(ctx.args["to"])
+    saturate, round_mode = bool(ctx.args["saturate"]), ctx.args["round_mode"]
 
     def run(x: np.ndarray) -> tuple[np.ndarray]:
-        # numpy's float -> int conversion truncates toward zero, as C's does.
-        return (x.astype(to),)
+        return (cast_array(x, to, saturate, round_mode),)
 
     return run
 

@@ -63,7 +63,13 @@ def pool_gradient(ctx: KernelContext) -> RunFn:
 # -- PadImage --------------------------------------------------------------------------------------
 
 
-@table.kernel("PadImage", dtypes=FLOATS)
+def _pad_mode_supported(ctx: KernelContext) -> str | None:
+    """The shader knows PadImage's constant, reflect and edge (not wrap: that falls back to cpu)."""
+    mode = ctx.args["mode"]
+    return None if mode in PAD_MODES else f"PadImage mode {mode!r} has no kernel here"
+
+
+@table.kernel("PadImage", dtypes=FLOATS, supports=_pad_mode_supported)
 def pad_image(ctx: KernelContext) -> RunFn:
     k = kernel(ctx, "pool", "pad_image")
     nchw, mode, pads = ctx.args["order"] == "NCHW", ctx.args["mode"], ctx.args["pads"]
@@ -78,7 +84,7 @@ def pad_image(ctx: KernelContext) -> RunFn:
     return run
 
 
-@table.kernel("PadImageGradient", dtypes=FLOATS)
+@table.kernel("PadImageGradient", dtypes=FLOATS, supports=_pad_mode_supported)
 def pad_image_gradient(ctx: KernelContext) -> RunFn:
     k = kernel(ctx, "pool", "pad_image_gradient")
     nchw, mode, pads = ctx.args["order"] == "NCHW", ctx.args["mode"], ctx.args["pads"]

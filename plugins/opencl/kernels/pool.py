@@ -71,11 +71,17 @@ def pool_gradient(ctx: KernelContext) -> RunFn:
 # -- PadImage --------------------------------------------------------------------------------------
 
 
+def _pad_mode_supported(ctx: KernelContext) -> str | None:
+    """The shader knows PadImage's constant, reflect and edge (not wrap: that falls back to cpu)."""
+    mode = ctx.args["mode"]
+    return None if mode in PAD_MODES else f"PadImage mode {mode!r} has no kernel here"
+
+
 def _pad_table(inner: int, sizes: Sequence[int], outs: Sequence[int], begins: Sequence[int]) -> np.ndarray:
     return np.asarray([len(sizes), inner, *sizes, *outs, *begins], np.int32)
 
 
-@table.kernel("PadImage", dtypes=FLOATS)
+@table.kernel("PadImage", dtypes=FLOATS, supports=_pad_mode_supported)
 def pad_image(ctx: KernelContext) -> RunFn:
     k = kernel(ctx, "pool", "pad_image")
     consts = Consts(k.dev)
@@ -92,7 +98,7 @@ def pad_image(ctx: KernelContext) -> RunFn:
     return run
 
 
-@table.kernel("PadImageGradient", dtypes=FLOATS)
+@table.kernel("PadImageGradient", dtypes=FLOATS, supports=_pad_mode_supported)
 def pad_image_gradient(ctx: KernelContext) -> RunFn:
     k = kernel(ctx, "pool", "pad_image_gradient")
     consts = Consts(k.dev)

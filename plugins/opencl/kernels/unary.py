@@ -141,7 +141,17 @@ def _caster(ctx: KernelContext) -> Any:
     return get
 
 
-@table.kernel("Cast", dtypes=ALL_TYPES)
+# The targets the cast kernels are built for; kaffa's Cast also goes to uint32/uint64 and ml_dtypes'
+# narrow types (bfloat16, float8, int4, ...), which these refuse (the cpu fallback takes them).
+_CAST_TARGETS = frozenset([*ALL_TYPES, *(np.dtype(t) for t in (np.int8, np.int16, np.uint8, np.uint16))])
+
+
+def _cast_target(ctx: KernelContext) -> str | None:
+    to = np.dtype(ctx.args["to"])
+    return None if to in _CAST_TARGETS else f"Cast to {to.name} is not supported on opencl"
+
+
+@table.kernel("Cast", dtypes=ALL_TYPES, supports=_cast_target)
 def cast(ctx: KernelContext) -> RunFn:
     to = np.dtype(ctx.args["to"])
     get = _caster(ctx)
