@@ -1,6 +1,7 @@
 """The cuda plugin without a GPU: every .cu source compiles with ``nvcc -ptx`` for sm_80 and sm_90
-(and holds the kernels the host launches), the kernels are registered with honest dtype claims,
-their host logic and CuPy array code pass the conformance suite on numpy (the ``cudasim`` backend),
+(and holds the kernels the host launches), the kernels cover opencl's op list with honest dtype
+claims, their host logic and CuPy array code pass the conformance suite on numpy (the ``cudasim``
+backend, which must run every kernel that is not raw CUDA C),
 out of memory is a typed error, and ``kaffa info`` says why cuda is unavailable.
 
 Nothing here runs on a GPU: benchmarks/gpu_check.sh does that, on a machine with one.
@@ -85,22 +86,41 @@ def test_every_cu_source_compiles_to_ptx(tmp_path, file, arch):
         assert want <= got, f"cu/{file}.cu for {tname}/{arch}: missing {sorted(want - got)}"
 
 
+def _names(node: ast.expr) -> list[str]:
+    """The kernel names an argument can take: a string, or each branch of a conditional."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.IfExp):
+        return _names(node.body) + _names(node.orelse)
+    return []
+
+
 def test_every_launched_kernel_exists_in_its_source():
-    """Each ``Launcher(ctx, "file", "name")`` in the kernel modules names a kernel of cu/file.cu."""
+    """Each ``Launcher(ctx, "file", "name")`` (or name chosen by a conditional) in the kernel
+    modules names a kernel of cu/file.cu; nn's built-on-demand launchers (``self._k("name")``) name
+    kernels of cu/nn.cu."""
     launched = []
     for py in sorted(KERNELS.glob("*.py")):
         for node in ast.walk(ast.parse(py.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Launcher":
-                consts = [a.value for a in node.args[1:3] if isinstance(a, ast.Constant)]
-                if len(consts) == 2:
-                    launched.append((py.name, *consts))
-                    continue
-                # the name is computed (a table of names): check every string of the module's tables
-    assert launched, "no raw kernel launches found"
+            if not isinstance(node, ast.Call):
+                continue
+            fn = node.func
+            if getattr(fn, "id", "") == "Launcher" and len(node.args) >= 3:
+                file = node.args[1]
+                if isinstance(file, ast.Constant):
+                    launched += [(py.name, file.value, n) for n in _names(node.args[2])]
+            elif py.stem == "nn" and getattr(fn, "attr", "") == "_k" and node.args:
+                launched += [(py.name, "nn", n) for n in _names(node.args[0])]
+    assert {(f, n) for _, f, n in launched} >= {
+        ("pool", "max_pool"),
+        ("pool", "avg_pool_gradient"),
+        ("nn", "im2col"),
+        ("nn", "col2im"),
+    }, launched
     for py, file, name in launched:
         assert file in CU_FILES, f"{py} launches cu/{file}.cu, which does not exist"
         assert name in _entries(file), f"{py} launches {name}, which cu/{file}.cu does not define"
-    from kaffa_cuda.kernels import activation
+    from kaffa_cuda.kernels import activation  # names computed from a table
 
     for name in activation._MAPS.values():
         assert {name, name.rstrip("_") + "_gradient"} <= _entries("activation")
@@ -126,7 +146,8 @@ def test_registration_and_honest_dtype_claims():
     reg = _registry()
     ops = reg.ops("cuda")
     assert ops >= CORE_OPS, f"missing: {sorted(CORE_OPS - ops)}"
-    allowed = {np.dtype(t) for t in (np.float16, np.float32, np.float64, np.int32, np.int64)}
+    # CuPy's types among kaffa's (no bfloat16: CuPy has none)
+    allowed = {np.dtype(t) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)}
     for op in ops:
         for engine, kdef in reg.engines("cuda", op).items():
             if engine == "NCCL":
@@ -139,7 +160,13 @@ def test_registration_and_honest_dtype_claims():
 
     opencl = {op for t in CL_TABLES for op, _, _ in t.entries}
     missing = sorted(opencl - ops)
-    print(f"cuda has {len(ops & opencl)}/{len(opencl)} of opencl's ops; missing: {missing}")
+    assert not missing, f"cuda has {len(ops & opencl)}/{len(opencl)} of opencl's ops; missing: {missing}"
+    # where both claim a dtype set, cuda claims what opencl does (bool included), minus bfloat16
+    for op in sorted(opencl):
+        cl_def, cu_def = kaffa.plugins.registry().kernels.get("opencl", op, ""), reg.get("cuda", op, "")
+        if cl_def.dtypes is not None:
+            want = cl_def.dtypes & allowed
+            assert cu_def.dtypes >= want, f"{op}: cuda lacks {sorted(d.name for d in want - cu_def.dtypes)}"
 
 
 def test_cuda_prefers_cudnn_and_declines_it_without_the_frontend(monkeypatch):
@@ -165,13 +192,18 @@ def test_cudnn_rejects_asymmetric_padding_before_touching_cudnn():
 
 def test_cuda_kernels_pass_conformance_on_numpy():
     """The host logic and CuPy array code of every kernel that does not launch raw CUDA C, run on
-    numpy through the cudasim backend, against the float64 references."""
+    numpy through the cudasim backend, against the float64 references; every such kernel,
+    gradient ops included, must have run."""
     import kaffa_cuda.sim as sim
     from kaffa.plugins import registry
     from kaffa_conformance import runner
 
     ops = sorted(sim.simulated_ops())
-    assert {"FC", "FCGradient", "Conv", "ConvGradient", "Add", "MomentumSGDUpdate"} <= set(ops)
+    families = {"FC", "FCGradient", "Conv", "ConvTranspose", "ConvTransposeGradient", "MaxPool", "Add"}
+    families |= {"Exp", "Cast", "EQ", "ReduceSum", "Concat", "Gather", "UniformFill", "SpatialBN"}
+    families |= {"SoftmaxWithLoss", "LRN", "LayerNorm", "Dropout", "PadImage", "WeightedSum"}
+    assert families <= set(ops), sorted(families - set(ops))
+    sim.RAN.clear()
     registry().register(sim, name="cudasim")
     try:
         result = runner.run(["cudasim"], ops)
@@ -180,8 +212,16 @@ def test_cuda_kernels_pass_conformance_on_numpy():
     ran = [r for r in result.results if r.outcome != "unsupported"]
     bad = [(r.op, r.case, r.dtype, r.outcome, r.message[:200]) for r in ran if r.outcome != "pass"]
     assert not bad, bad
-    assert len(ran) > 100
-    assert {r.op for r in ran} >= {"Conv", "Conv:grad", "FC", "FC:grad", "Add"}
+    assert len(ran) > 4000
+    assert {r.op for r in ran} >= {
+        "Conv",
+        "Conv:grad",
+        "ConvTranspose:grad",
+        "MaxPool:grad",
+        "SpatialBN:grad",
+    }
+    not_run = sorted(set(ops) - sim.RAN)
+    assert not not_run, f"simulated kernels no conformance case ran: {not_run}"
 
 
 def test_out_of_memory_is_a_device_memory_error(monkeypatch):

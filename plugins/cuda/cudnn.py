@@ -159,7 +159,7 @@ def _out_shape(x: Any, g: ConvGeometry) -> tuple[int, ...]:
 def conv(ctx: KernelContext) -> RunFn:
     args = ConvArgs.from_ctx(ctx, "Conv")
     cp, graphs = xp(ctx), Graphs(ctx.device.index)
-    fallback = nn.conv(ctx) if nn.conv2d_nchw(ctx) is None else None
+    fallback = nn.conv(ctx)  # the default kernel takes every layout and rank
 
     def run(x, w, b=None):
         g = args.geometry(x, w, b=b)
@@ -182,7 +182,7 @@ def conv(ctx: KernelContext) -> RunFn:
 def conv_gradient(ctx: KernelContext) -> RunFn:
     args = ConvArgs.from_ctx(ctx, "ConvGradient")
     cp, graphs = xp(ctx), Graphs(ctx.device.index)
-    fallback = nn.conv_gradient(ctx) if nn.conv2d_nchw(ctx) is None else None
+    fallback = nn.conv_gradient(ctx)
 
     def run(x, w, dy):
         g = args.geometry(x, w, dy=dy)

@@ -10,10 +10,17 @@ ops show as unsupported); those are compiled with ``nvcc -ptx`` instead. Load it
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from kaffa.backend import Backend, DeviceInfo, HostBackend
-from kaffa.kernels import KernelRegistry
+from kaffa.kernels import KernelContext, KernelRegistry, RunFn
 from kaffa.plugins import PLUGIN_API, hookimpl
 from kaffa_cuda.kernels.common import RAW, SIM
+
+# Ops whose kernels ran on cudasim in this process: tests/test_cuda.py checks that the conformance
+# run exercised every simulated kernel, gradient ops included.
+RAN: set[str] = set()
 
 DEVICE_TYPE = 20902  # next to kaffa.device.ONLY_FOR_TEST (the mock backend); no real backend uses it
 
@@ -36,6 +43,20 @@ def simulated_ops() -> set[str]:
     return {op for t in TABLES for op, _, _ in t.entries if (t.engine, op) not in RAW}
 
 
+def _recorded(op: str, build: Callable[[KernelContext], RunFn]) -> Callable[[KernelContext], RunFn]:
+    @functools.wraps(build)
+    def wrapped(ctx: KernelContext) -> RunFn:
+        run = build(ctx)
+
+        def counted(*xs):
+            RAN.add(op)
+            return run(*xs)
+
+        return counted
+
+    return wrapped
+
+
 @hookimpl
 def kaffa_plugin_api() -> str:
     return PLUGIN_API
@@ -53,4 +74,4 @@ def kaffa_kernels(registry: KernelRegistry) -> None:
     for table in TABLES:
         for op, build, opts in table.entries:
             if (table.engine, op) not in RAW:
-                registry.add(SIM, op, build, **opts)
+                registry.add(SIM, op, _recorded(op, build), **opts)

@@ -154,6 +154,15 @@ def guard(what: str, index: int) -> Iterator[None]:
         raise
 
 
+def on_device(ctx: KernelContext) -> contextlib.AbstractContextManager:
+    """The op's device as CuPy's current device (for work done outside a run, at build time)."""
+    if is_sim(ctx):
+        return contextlib.nullcontext()
+    import cupy
+
+    return cupy.cuda.Device(ctx.device.index)
+
+
 def oom_safe(ctx: KernelContext, run: RunFn) -> RunFn:
     """``run`` on the op's device and stream, with out of memory as DeviceMemoryError."""
     if is_sim(ctx):
@@ -207,3 +216,53 @@ def wide(xp_: Any, x: Any) -> Any:
 
 def contiguous(xp_: Any, x: Any) -> Any:
     return xp_.ascontiguousarray(x)
+
+
+def to_host(x: Any) -> np.ndarray:
+    """A device array's values on the host (a blocking copy; numpy arrays on cudasim as they are):
+    for metadata the output shape depends on (shapes, split sizes, index ranges)."""
+    return x.get() if hasattr(x, "get") else np.asarray(x)
+
+
+def index_range(cp: Any, idx: Any) -> tuple[int, int]:
+    """(min, max) of an index array, reduced on the device and read back in one copy."""
+    if idx.size == 0:
+        return 0, 0
+    lo, hi = (int(v) for v in to_host(cp.stack([idx.min(), idx.max()]).astype(np.int64)))
+    return lo, hi
+
+
+def scatter_add(cp: Any, out: Any, idx: Any, values: Any) -> None:
+    """``out[idx] += values`` with repeated indices summed (numpy's ``add.at``). CuPy's ``add.at``
+    (atomicAdd) takes int32, uint32, uint64 and floats: int64 adds as uint64, which wraps alike."""
+    if out.dtype == np.int64:
+        cp.add.at(out.view(np.uint64), idx, values.astype(np.int64, copy=False).view(np.uint64))
+    else:
+        cp.add.at(out, idx, values.astype(out.dtype, copy=False))
+
+
+class Rng:
+    """One op's random stream, made on first use from the op's seed (as on cpu): every run draws
+    new values, and a seeded net recreated draws the same sequence. On cuda it is CuPy's cuRAND
+    host-API generator (``RandomState``: cheap to hold, one per op; CuPy's ``default_rng`` would
+    keep 256k device states per op); on cudasim numpy's Generator."""
+
+    def __init__(self, ctx: KernelContext):
+        self.cp, self.sim, self.seed = xp(ctx), is_sim(ctx), int(ctx.seed) % 2**63
+        self._gen: Any = None
+
+    def _get(self) -> Any:
+        if self._gen is None:
+            self._gen = (
+                np.random.default_rng(self.seed) if self.sim else self.cp.random.RandomState(self.seed)
+            )
+        return self._gen
+
+    def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """U[0, 1) samples of float32 or float64 ``dtype``."""
+        g = self._get()
+        return g.random(shape, dtype=dtype) if self.sim else g.random_sample(shape, dtype=dtype)
+
+    def normal(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """N(0, 1) samples of float32 or float64 ``dtype``."""
+        return self._get().standard_normal(shape, dtype=dtype)

@@ -1,6 +1,7 @@
-"""Add, Sub, Mul, Div (numpy or Caffe2's legacy broadcasting), Sum, Max, Min, Mean, MatMul and
-BatchMatMul (cuBLAS through CuPy's matmul), SumReduceLike, DivGradient, MaxGradient,
-MinGradient and MeanGradient, as CuPy array code. float16 accumulates in float32."""
+"""Add, Sub, Mul, Div (numpy or Caffe2's legacy broadcasting), Sum, Max, Min, Mean, WeightedSum,
+MatMul and BatchMatMul (cuBLAS through CuPy's matmul), SumReduceLike, DivGradient, MaxGradient,
+MinGradient, MeanGradient and WeightedSumGradient, as CuPy array code. float16 accumulates in
+float32."""
 
 from __future__ import annotations
 
@@ -118,6 +119,42 @@ def mean_gradient(ctx: KernelContext) -> RunFn:
     def run(dy):
         dx = (wide(cp, dy) / n).astype(dy.dtype)
         return (dx,) * n
+
+    return run
+
+
+@table.kernel("WeightedSum", dtypes=FLOATS)
+def weighted_sum(ctx: KernelContext) -> RunFn:
+    cp = xp(ctx)
+
+    def run(*ins):
+        xs, ws = ins[0::2], ins[1::2]
+        shared.check_same_shapes("WeightedSum", xs)
+        shared.check_weights("WeightedSum", ws)
+        # weights stay on the device (no read-back); float16 X with float32 weights sums in float32
+        wt = shared.work_dtype(xs[0].dtype)
+        out = wide(cp, xs[0]) * ws[0].astype(wt).reshape(())
+        for x, w in zip(xs[1:], ws[1:]):
+            out = out + wide(cp, x) * w.astype(wt).reshape(())
+        return (out.astype(xs[0].dtype),)
+
+    return run
+
+
+@table.kernel("WeightedSumGradient", dtypes=FLOATS)
+def weighted_sum_gradient(ctx: KernelContext) -> RunFn:
+    on_w, cp = bool(ctx.args["grad_on_w"]), xp(ctx)
+
+    def run(dy, *ins):
+        xs, ws = ins[0::2], ins[1::2]
+        shared.check_same_shapes("WeightedSumGradient", (dy, *xs))
+        shared.check_weights("WeightedSumGradient", ws)
+        dyw, wt = wide(cp, dy), shared.work_dtype(dy.dtype)
+        dx = [(dyw * w.astype(wt).reshape(())).astype(dy.dtype) for w in ws]
+        if not on_w:
+            return tuple(dx)
+        dw = [(dyw * wide(cp, x)).sum().astype(w.dtype).reshape(w.shape) for x, w in zip(xs, ws)]
+        return (*dx, *dw)
 
     return run
 

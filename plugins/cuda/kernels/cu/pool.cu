@@ -1,4 +1,5 @@
-/* 2-D NCHW MaxPool and AveragePool, forward and gradient, over nc planes. Windows hang over the
+/* 2-D NCHW MaxPool and AveragePool, forward and gradient, over nc planes (other layouts, ranks and
+ * dilations pool with CuPy strided slices, kaffa_cuda.kernels.pool). Windows hang over the
  * end by the effective end pad (kaffa.launch.pool); AveragePool divides by the cells of the window
  * inside [lo, hi) (window_count). No dilation (the host rejects it). */
 
@@ -23,14 +24,14 @@ extern "C" __global__ void max_pool(const T *x, T *y, i64 nc, int h, int w, int 
     }
 }
 
-/* dX gathers from every window that covers it: the first cell equal to the window's max takes dY. */
+/* dX gathers from every window that covers it: every cell equal to the window's max takes dY (ties
+ * share, as Caffe2 and the cpu kernel). */
 extern "C" __global__ void max_pool_gradient(const T *x, const T *y, const T *dy, T *dx, i64 nc, int h, int w,
                                              int oh, int ow, int kh, int kw, int sh, int sw, int ph, int pw) {
     const i64 n = nc * h * w;
     KAFFA_LOOP(i, n) {
         const int ix = (int)(i % w), iy = (int)(i / w % h);
         const i64 p = i / ((i64)h * w);
-        const T *xp = x + p * h * w;
         const A v = LD(x, i);
         A acc = 0;
         const int oy0 = max(0, (iy + ph - kh + sh) / sh), oy1 = min(oh - 1, (iy + ph) / sh);
@@ -38,19 +39,7 @@ extern "C" __global__ void max_pool_gradient(const T *x, const T *y, const T *dy
         for (int oy = oy0; oy <= oy1; ++oy) {
             for (int ox = ox0; ox <= ox1; ++ox) {
                 const i64 o = p * oh * ow + (i64)oy * ow + ox;
-                if (LD(y, o) != v) continue;
-                bool first = true; /* is (iy, ix) the first cell of this window holding the max? */
-                for (int ky = 0; ky < kh && first; ++ky) {
-                    const int yy = oy * sh - ph + ky;
-                    if (yy < 0 || yy >= h) continue;
-                    for (int kx = 0; kx < kw; ++kx) {
-                        const int xx = ox * sw - pw + kx;
-                        if (xx < 0 || xx >= w) continue;
-                        if (yy == iy && xx == ix) { ky = kh; break; }
-                        if (LD(xp, (i64)yy * w + xx) == LD(y, o)) { first = false; break; }
-                    }
-                }
-                if (first) acc += LD(dy, o);
+                if (LD(y, o) == v) acc += LD(dy, o);
             }
         }
         ST(dx, i, acc);
