@@ -35,7 +35,7 @@ from kaffa import tensor as _tensor
 from kaffa.core import BlobReference, Net
 from kaffa.errors import KaffaError, ModelFormatError
 from kaffa.model_helper import ModelHelper, extract_predictor_net
-from kaffa.proto import Argument, NetDef, OperatorDef, TensorProto, TensorProtos
+from kaffa.proto import NetDef, OperatorDef, TensorProto, TensorProtos
 from kaffa.schema import make_argument
 from kaffa.workspace import Workspace
 
@@ -308,13 +308,12 @@ def fill_op(name: str, value: np.ndarray) -> OperatorDef:
         )
     op = OperatorDef(type=op_type, output=[name])
     op.arg.append(make_argument("shape", [int(d) for d in arr.shape]))
-    values = Argument(name="values")
+    values = op.arg.add(name="values")  # filled in place: appending a built Argument copies it
     # Python numbers: protobuf extends from a list ~10x faster than from an array.
     if arr.dtype.kind in "bi":
         values.ints.extend(arr.reshape(-1).astype(np.int64).tolist())
     else:
         values.floats.extend(arr.reshape(-1).tolist())
-    op.arg.append(values)
     op.arg.extend(make_argument(k, v) for k, v in extra.items())
     return op
 

@@ -145,7 +145,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     close()
     for target, counts in result.summary().items():
         parts = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
-        print(f"{target}: {parts or 'no cases (the engine implements none of these ops)'}")
+        if parts or "/" not in target:  # an engine column that none of the chosen ops has: nothing to say
+            print(f"{target}: {parts or 'no cases'}")
     for cell in result.failures():
         worst = cell.worst()
         print(

@@ -274,11 +274,11 @@ def _parse_value(op: str, spec: Arg, arg: Argument) -> Any:
         raise wrong()
     if t is ArgType.INTS:
         if kind in ("ints", None):
-            return [int(v) for v in arg.ints]
+            return list(arg.ints)  # protobuf hands out Python ints already; list() is the fast copy
         raise wrong()
     if t is ArgType.FLOATS:
         if kind in ("floats", None):
-            return [float(v) for v in arg.floats]
+            return list(arg.floats)  # Python floats already (GivenTensorFill holds millions)
         if kind == "ints":
             return [float(v) for v in arg.ints]
         raise wrong()

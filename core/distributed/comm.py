@@ -268,6 +268,9 @@ def _abort(code: int, why: str) -> None:
     sys.stderr.write(f"kaffa.distributed: rank {rank} of {size}: {why}; aborting all ranks (MPI_Abort)\n")
     sys.stderr.flush()
     sys.stdout.flush()
+    # mpiexec forwards each rank's output through its proxy; an abort right after the write can
+    # tear the job down before the proxy has passed the message (and the traceback) on.
+    time.sleep(0.5)
     MPI.COMM_WORLD.Abort(code)
 
 
