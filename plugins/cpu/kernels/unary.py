@@ -89,8 +89,10 @@ def clip(ctx: KernelContext) -> RunFn:
         b = bounds.get(x.dtype)
         if b is None:
             b = bounds[x.dtype] = _bounds(x.dtype, lo, hi)
-        # min then max, as Caffe2 does: with min > max every element becomes max.
-        return (np.asarray(np.minimum(np.maximum(x, b[0]), b[1])),)
+        # min then max, as Caffe2 does: with min > max every element becomes max. The second pass
+        # writes into the first's result (one new array, not two).
+        y = np.asarray(np.maximum(x, b[0]))
+        return (np.minimum(y, b[1], out=y) if y.ndim else np.asarray(np.minimum(y, b[1])),)
 
     return run
 
