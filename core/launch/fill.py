@@ -1,5 +1,5 @@
 """Host-side argument parsing of the fill family (see kaffa.ops.fill), shared by the device
-backends: the output shape, the cast value of ConstantFill, GivenTensor*Fill's values, and the
+backends (cpu included): the output shape, the cast value of ConstantFill, GivenTensor*Fill's values, and the
 float parameters of the random fillers (including the clamp bounds that keep rounded samples in
 range). Launching the kernels and reading a shape back from the device stay in the plugins.
 """
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from kaffa.dtypes import FLOAT_TYPES
 from kaffa.kernels import KernelContext, RunFn
 from kaffa.schema import check
 
@@ -26,6 +27,16 @@ Params = Callable[[tuple[int, ...]], tuple[float, ...]]
 FillFn = Callable[[tuple[int, ...]], Any]
 # launch(shape, seed, stream, params) -> one output of a random filler.
 LaunchFn = Callable[[tuple[int, ...], int, int, tuple[float, ...]], Any]
+
+
+# GivenTensor*Fill's variants: (op, the dtype its values are, the dtypes a kernel claims).
+GIVEN_FILLS: tuple[tuple[str, np.dtype, tuple[np.dtype, ...]], ...] = (
+    ("GivenTensorFill", F32, FLOAT_TYPES),
+    ("GivenTensorDoubleFill", F64, (F64,)),
+    ("GivenTensorIntFill", np.dtype(np.int32), (np.dtype(np.int32),)),
+    ("GivenTensorInt64Fill", np.dtype(np.int64), (np.dtype(np.int64),)),
+    ("GivenTensorBoolFill", np.dtype(np.bool_), (np.dtype(np.bool_),)),
+)
 
 
 def out_dtype(ctx: KernelContext, fixed: np.dtype = F32) -> np.dtype:

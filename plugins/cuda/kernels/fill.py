@@ -19,6 +19,7 @@ from kaffa.kernels import KernelContext, RunFn
 from kaffa.launch.fill import (
     F32,
     F64,
+    GIVEN_FILLS,
     Params,
     ShapeFn,
     constant_value,
@@ -62,13 +63,7 @@ def _given_fill(fixed: np.dtype) -> Callable[[KernelContext], RunFn]:
     return build
 
 
-for _op, _dtype, _claims in (
-    ("GivenTensorFill", F32, FLOAT_TYPES),
-    ("GivenTensorDoubleFill", F64, (F64,)),
-    ("GivenTensorIntFill", np.dtype(np.int32), (np.dtype(np.int32),)),
-    ("GivenTensorInt64Fill", np.dtype(np.int64), (np.dtype(np.int64),)),
-    ("GivenTensorBoolFill", np.dtype(np.bool_), (np.dtype(np.bool_),)),
-):
+for _op, _dtype, _claims in GIVEN_FILLS:
     table.kernel(_op, dtypes=_claims)(_given_fill(_dtype))
 
 
