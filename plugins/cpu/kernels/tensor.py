@@ -14,6 +14,7 @@ import numpy as np
 
 from kaffa.dtypes import ALL_NUMERIC_TYPES, ALL_TYPES, BOOL, NUMERIC_TYPES
 from kaffa.kernels import KernelContext, KernelTable, RunFn
+from kaffa.launch.tensor import check_int_vector, check_split_arg, concat_layout, split_sizes
 from kaffa.ops.tensor import expand_shape, reshape_target, slice_bounds, squeeze_shape
 from kaffa.schema import check, norm_axis
 
@@ -27,35 +28,14 @@ def contiguous(x: np.ndarray) -> np.ndarray:
     return x if x.flags.c_contiguous else x.copy()
 
 
-def _shapes(xs: tuple[np.ndarray, ...]) -> str:
-    return ", ".join(str(list(x.shape)) for x in xs)
-
-
 @table.kernel("Concat", dtypes=ALL_TYPES)
 def concat(ctx: KernelContext) -> RunFn:
     axis, add_axis = int(ctx.args["axis"]), bool(ctx.args["add_axis"])
     with_info = ctx.num_outputs > 1
 
     def run(*xs: np.ndarray) -> tuple[np.ndarray, ...]:
-        rank = xs[0].ndim
-        check(all(x.ndim == rank for x in xs), f"Concat: inputs have different ranks: {_shapes(xs)}")
-        if add_axis:
-            ax = norm_axis(axis, rank + 1, "Concat")
-            check(
-                all(x.shape == xs[0].shape for x in xs),
-                f"Concat: with add_axis all inputs need one shape, got {_shapes(xs)}",
-            )
-            y = np.stack(xs, axis=ax)
-            sizes = [1] * len(xs)  # each input is one slice of the new axis
-        else:
-            ax = norm_axis(axis, rank, "Concat")
-            rest = xs[0].shape[:ax] + xs[0].shape[ax + 1 :]
-            check(
-                all(x.shape[:ax] + x.shape[ax + 1 :] == rest for x in xs),
-                f"Concat: inputs differ off the concat axis {ax}: {_shapes(xs)}",
-            )
-            y = np.concatenate(xs, axis=ax)
-            sizes = [x.shape[ax] for x in xs]
+        ax, sizes, _ = concat_layout(xs, axis, add_axis)
+        y = np.stack(xs, axis=ax) if add_axis else np.concatenate(xs, axis=ax)
         if with_info:
             return y, np.array(sizes, dtype=INT32)
         return (y,)
@@ -68,35 +48,19 @@ def split(ctx: KernelContext) -> RunFn:
     axis, add_axis = int(ctx.args["axis"]), bool(ctx.args["add_axis"])
     n = ctx.num_outputs
     arg_sizes = list(ctx.args["split"] or [])
-    check(
-        not arg_sizes or len(arg_sizes) == n,
-        f"Split: `split` has {len(arg_sizes)} sizes for {n} outputs",
-    )
+    check_split_arg(arg_sizes, n)
 
     def run(x: np.ndarray, sizes_in: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
-        check(x.ndim >= 1, "Split: the input is a scalar")
-        ax = norm_axis(axis, x.ndim, "Split")
-        dim = x.shape[ax]
+        def read() -> list[int]:  # input 1's sizes (split_sizes asks only without add_axis)
+            check_int_vector("Split", "input 1", sizes_in)
+            return [int(s) for s in sizes_in]
+
+        ax, _, sizes = split_sizes(
+            x.shape, axis, add_axis, n, arg_sizes, read if sizes_in is not None else None
+        )
         if add_axis:
-            check(dim == n, f"Split: with add_axis, axis {ax} has {dim} entries for {n} outputs")
             lead = (slice(None),) * ax
             return tuple(contiguous(x[(*lead, i, ...)]) for i in range(n))  # `...`: 0-d stays an array
-        if sizes_in is not None:
-            check(
-                sizes_in.ndim == 1 and sizes_in.dtype.kind in "iu",
-                f"Split: input 1 must be a 1-D int tensor, got {sizes_in.dtype}{list(sizes_in.shape)}",
-            )
-            sizes = [int(s) for s in sizes_in]
-            check(len(sizes) == n, f"Split: input 1 has {len(sizes)} sizes for {n} outputs")
-        elif arg_sizes:
-            sizes = arg_sizes
-        else:
-            check(dim % n == 0, f"Split: axis {ax} of size {dim} does not split into {n} equal parts")
-            sizes = [dim // n] * n
-        check(
-            all(s >= 0 for s in sizes) and sum(sizes) == dim,
-            f"Split: sizes {sizes} must be non-negative and sum to {dim}, the size of axis {ax}",
-        )
         return tuple(contiguous(p) for p in np.split(x, np.cumsum(sizes[:-1]), axis=ax))
 
     return run
