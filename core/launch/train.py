@@ -89,6 +89,13 @@ def read_count(op: str, what: str, x: Any) -> int:
     return int(x.reshape(()))
 
 
+def check_iter(it: Any) -> None:
+    """Iter's counter: one int64 element, not negative, and one more still fits."""
+    n = read_count("Iter", "the counter", it)
+    check(n >= 0, f"Iter: the counter is negative ({n})")
+    check(n < np.iinfo(np.int64).max, "Iter: the counter would overflow int64")
+
+
 def read_lr(op: str, lr: Any) -> float:
     check_lr(op, lr)
     return float(lr.reshape(()))

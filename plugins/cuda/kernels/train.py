@@ -12,22 +12,19 @@ import numpy as np
 from kaffa.kernels import KernelContext, RunFn
 from kaffa.launch.train import adagrad as adagrad_update
 from kaffa.launch.train import adam as adam_update
-from kaffa.launch.train import lr_multiplier, momentum_sgd, read_count
+from kaffa.launch.train import check_iter, lr_multiplier, momentum_sgd, read_count
 from kaffa.schema import check
 from kaffa_cuda.kernels.common import Table, xp
 
 table = Table()
 
 F16, F32, I64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.int64)
-I64_MAX = np.iinfo(np.int64).max
 
 
 @table.kernel("Iter", dtypes=(I64,))
 def iter_(ctx: KernelContext) -> RunFn:
     def run(it):
-        n = read_count("Iter", "the counter", it)
-        check(n >= 0, f"Iter: the counter is negative ({n})")
-        check(n < I64_MAX, "Iter: the counter would overflow int64")
+        check_iter(it)
         return (it + 1,)  # stays on the device
 
     return run
