@@ -1,55 +1,7 @@
 """The cpu kernels, one module per op family (the same families as kaffa.ops)."""
 
-from kaffa_cpu.kernels import (
-    activation,
-    attention,
-    collective,
-    control,
-    detection,
-    fill,
-    index,
-    linalg,
-    logic,
-    loss,
-    math,
-    nn,
-    norm,
-    pointwise,
-    preprocess,
-    quant,
-    recurrent,
-    reduce,
-    sampling,
-    signal,
-    spatial,
-    tensor,
-    train,
-    unary,
-)
+import importlib
 
-TABLES = [
-    activation.table,
-    attention.table,
-    collective.table,
-    control.table,
-    detection.table,
-    fill.table,
-    index.table,
-    linalg.table,
-    logic.table,
-    loss.table,
-    math.table,
-    nn.table,
-    norm.table,
-    pointwise.table,
-    preprocess.table,
-    quant.table,
-    recurrent.table,
-    reduce.table,
-    sampling.table,
-    signal.table,
-    spatial.table,
-    tensor.table,
-    train.table,
-    unary.table,
-]
+from kaffa.ops import FAMILIES
+
+TABLES = [importlib.import_module(f"kaffa_cpu.kernels.{family}").table for family in FAMILIES]
