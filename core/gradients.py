@@ -68,6 +68,22 @@ class GradientContext:
     def num_outputs(self) -> int:
         return len(self.op.output)
 
+    def refuse_inplace(self, *needed: int, why: str = "") -> None:
+        """The gradient reads these inputs' values (``why``: for what): an op that overwrote one of
+        them in place cannot have it, so say so instead of differentiating garbage."""
+        for i in needed:
+            if self.I(i) not in self.op.output:
+                continue
+            if why:
+                raise SchemaError(
+                    f"the gradient of {self.op.type} needs input {i} ('{self.I(i)}') for {why}, but the "
+                    f"op overwrites it in place; write the output to a new blob"
+                )
+            raise SchemaError(
+                f"the gradient of {self.op.type} needs input {i} ('{self.I(i)}'), which the op overwrites "
+                f"in place; write the output to a new blob"
+            )
+
     def temp(self, what: str) -> str:
         """A fresh blob name for an intermediate of this gradient."""
         self._n += 1

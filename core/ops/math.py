@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kaffa import dtypes
-from kaffa.errors import SchemaError
 from kaffa.gradients import GradientContext, GradientOps, gradient
 from kaffa.proto import OperatorDef
 from kaffa.schema import Arg, ArgType, TensorInfo, check, define, norm_axis, prod, same_as_input, same_dtype
@@ -389,16 +388,6 @@ define(
 
 
 # -- gradient makers -------------------------------------------------------------------------------
-def _refuse_inplace(g: GradientContext, *needed: int) -> None:
-    """The gradient reads these inputs' values: an op that overwrote one in place cannot have it."""
-    for i in needed:
-        if g.I(i) in g.op.output:
-            raise SchemaError(
-                f"the gradient of {g.op.type} needs input {i} ('{g.I(i)}'), which the op overwrites in "
-                f"place; write the output to a new blob"
-            )
-
-
 def _unbroadcast(g: GradientContext, grad: str, i: int, out: str) -> OperatorDef:
     """SumReduceLike of an output-shaped gradient to input i's shape; legacy B lines up at `axis`."""
     legacy = g.args["broadcast"] and i == 1
@@ -430,7 +419,7 @@ def _add_sub_grad(g: GradientContext) -> GradientOps:
 
 @gradient("Mul")
 def _mul_grad(g: GradientContext) -> GradientOps:
-    _refuse_inplace(g, 0, 1)
+    g.refuse_inplace(0, 1)
     dy, a, b = g.GO(0), g.I(0), g.I(1)
     if g.args["broadcast"]:
         ops = [g.make("Mul", [dy, b], [g.GI(0)], broadcast=1, axis=g.args["axis"])]
@@ -444,7 +433,7 @@ def _mul_grad(g: GradientContext) -> GradientOps:
 
 @gradient("Div")
 def _div_grad(g: GradientContext) -> GradientOps:
-    _refuse_inplace(g, 1)  # A is read only for its shape
+    g.refuse_inplace(1)  # A is read only for its shape
     legacy = {"broadcast": 1, "axis": g.args["axis"]} if g.args["broadcast"] else {}
     return g.single("DivGradient", [g.GO(0), g.I(0), g.I(1), g.O(0)], [g.GI(0), g.GI(1)], **legacy)
 
@@ -456,7 +445,7 @@ def _sum_grad(g: GradientContext) -> GradientOps:
 
 @gradient("Max", "Min")
 def _extreme_grad(g: GradientContext) -> GradientOps:
-    _refuse_inplace(g, *range(g.num_inputs))
+    g.refuse_inplace(*range(g.num_inputs))
     grads = [g.GI(i) for i in range(g.num_inputs)]
     return g.single(f"{g.op.type}Gradient", [g.O(0), g.GO(0), *g.op.input], grads)
 
@@ -471,7 +460,7 @@ def _weighted_sum_grad(g: GradientContext) -> GradientOps:
     n = g.num_inputs
     on_w = bool(g.args["grad_on_w"])
     if on_w:
-        _refuse_inplace(g, *range(0, n, 2))
+        g.refuse_inplace(*range(0, n, 2))
     dx = [g.GI(i) for i in range(0, n, 2)]
     dw = [g.GI(i) for i in range(1, n, 2)] if on_w else []
     g_inputs: list[str | None] = [None] * n

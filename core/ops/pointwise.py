@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from kaffa import dtypes
-from kaffa.errors import SchemaError
 from kaffa.gradients import GradientContext, GradientOps, gradient
 from kaffa.ops.math import BINARY_ARGS, broadcast_shapes, canon_binary, legacy_b_shape
 from kaffa.ops.unary import define_unary
@@ -330,20 +329,10 @@ define(
 
 
 # -- gradient makers -------------------------------------------------------------------------------
-def _refuse_inplace(g: GradientContext, *needed: int) -> None:
-    """The gradient reads these inputs' values: an op that overwrote one in place cannot have it."""
-    for i in needed:
-        if g.I(i) in g.op.output:
-            raise SchemaError(
-                f"the gradient of {g.op.type} needs input {i} ('{g.I(i)}'), which the op overwrites in "
-                f"place; write the output to a new blob"
-            )
-
-
 def _unary_grad(g: GradientContext) -> GradientOps:
     order = GRADIENT_OPS[g.op.type][0].split(",")
     if "X" in order:
-        _refuse_inplace(g, 0)
+        g.refuse_inplace(0)
     blobs = {"X": g.I(0), "Y": g.O(0), "dY": g.GO(0)}
     args = g.forward_args("fast_gelu") if g.op.type == "Gelu" else {}
     return g.single(f"{g.op.type}Gradient", [blobs[k] for k in order], [g.GI(0)], **args)

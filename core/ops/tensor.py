@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from kaffa import dtypes
-from kaffa.errors import SchemaError
 from kaffa.gradients import GradientContext, GradientOps, gradient
 from kaffa.schema import (
     REQUIRED,
@@ -650,14 +649,6 @@ define(
 
 
 # -- gradient makers -------------------------------------------------------------------------------
-def _refuse_inplace(g: GradientContext, i: int, why: str) -> None:
-    if g.I(i) in g.op.output:
-        raise SchemaError(
-            f"the gradient of {g.op.type} needs input {i} ('{g.I(i)}') for {why}, but the op "
-            f"overwrites it in place; write the output to a new blob"
-        )
-
-
 def _no_grads(g: GradientContext) -> GradientOps:
     return GradientOps([], [None] * g.num_inputs)
 
@@ -702,7 +693,7 @@ def _reshape_grad(g: GradientContext) -> GradientOps:
     if g.num_outputs > 1:  # Caffe2's gradient: Reshape(dY, old_shape)
         ops = [g.make("Reshape", [g.GO(0), g.O(1)], [g.GI(0), g.temp("new_shape")])]
     else:
-        _refuse_inplace(g, 0, "its shape (give Reshape its second output, old_shape)")
+        g.refuse_inplace(0, why="its shape (give Reshape its second output, old_shape)")
         ops = [g.make("ResizeLike", [g.GO(0), g.I(0)], [g.GI(0)])]
     return GradientOps(ops, [g.GI(0)] + [None] * (g.num_inputs - 1))
 
@@ -716,7 +707,7 @@ def _transpose_grad(g: GradientContext) -> GradientOps:
 
 @gradient("Flatten")
 def _flatten_grad(g: GradientContext) -> GradientOps:
-    _refuse_inplace(g, 0, "its shape")
+    g.refuse_inplace(0, why="its shape")
     return g.single("ResizeLike", [g.GO(0), g.I(0)], [g.GI(0)])
 
 

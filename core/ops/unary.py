@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from kaffa import dtypes
-from kaffa.errors import SchemaError
 from kaffa.gradients import GradientContext, GradientOps, gradient
 from kaffa.ops.math import BINARY_ARGS, broadcast_shapes, canon_binary, legacy_b_shape
 from kaffa.schema import REQUIRED, Arg, ArgType, TensorInfo, check, define, same_as_input, same_dtype
@@ -256,16 +255,6 @@ define(
 
 
 # -- gradient makers -------------------------------------------------------------------------------
-def _refuse_inplace(g: GradientContext, *needed: int) -> None:
-    """The gradient reads these inputs' values: an op that overwrote one in place cannot have it."""
-    for i in needed:
-        if g.I(i) in g.op.output:
-            raise SchemaError(
-                f"the gradient of {g.op.type} needs input {i} ('{g.I(i)}'), which the op overwrites in "
-                f"place; write the output to a new blob"
-            )
-
-
 @gradient("Exp")
 def _exp_grad(g: GradientContext) -> GradientOps:
     return g.single("Mul", [g.O(0), g.GO(0)], [g.GI(0)])
@@ -273,7 +262,7 @@ def _exp_grad(g: GradientContext) -> GradientOps:
 
 @gradient("Log")
 def _log_grad(g: GradientContext) -> GradientOps:
-    _refuse_inplace(g, 0)
+    g.refuse_inplace(0)
     return g.single("Div", [g.GO(0), g.I(0)], [g.GI(0)])
 
 
@@ -286,7 +275,7 @@ def _sqrt_grad(g: GradientContext) -> GradientOps:
 
 @gradient("Sqr")
 def _sqr_grad(g: GradientContext) -> GradientOps:
-    _refuse_inplace(g, 0)
+    g.refuse_inplace(0)
     twice = g.temp("twice")
     ops = [g.make("Scale", [g.GO(0)], [twice], scale=2.0), g.make("Mul", [twice, g.I(0)], [g.GI(0)])]
     return GradientOps(ops, [g.GI(0)])
@@ -294,7 +283,7 @@ def _sqr_grad(g: GradientContext) -> GradientOps:
 
 @gradient("Abs")
 def _abs_grad(g: GradientContext) -> GradientOps:
-    _refuse_inplace(g, 0)
+    g.refuse_inplace(0)
     return g.single("AbsGradient", [g.I(0), g.GO(0)], [g.GI(0)])
 
 
@@ -316,12 +305,12 @@ def _clip_grad(g: GradientContext) -> GradientOps:
 @gradient("Pow")
 def _pow_grad(g: GradientContext) -> GradientOps:
     if g.num_inputs == 2:
-        _refuse_inplace(g, 0, 1)
+        g.refuse_inplace(0, 1)
         ins = [g.I(0), g.I(1), g.O(0), g.GO(0)]
         legacy = {"broadcast": 1, "axis": g.args["axis"]} if g.args["broadcast"] else {}
         return g.single("PowGradient", ins, [g.GI(0), g.GI(1)], **legacy)
     # dX = e * X^(e-1) * dY, as Caffe2 builds it (Pow, Mul, Scale).
-    _refuse_inplace(g, 0)
+    g.refuse_inplace(0)
     e = g.args["exponent"]
     pow_e1, prod = g.temp("pow"), g.temp("mul")
     ops = [
