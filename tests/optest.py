@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from kaffa.core import create_operator
+from kaffa.core import Net, create_operator
 from kaffa.gradients import add_gradient_ops
 from kaffa.proto import NetDef
 from kaffa.schema import SCHEMAS, TensorInfo
@@ -46,3 +46,35 @@ def gradients(op: str, inputs: list[np.ndarray], dy: np.ndarray, **args: Any) ->
     net.op.extend([fwd, *grads])
     ws.create_net(net).run()
     return [ws.fetch_blob(gmap[n]) for n in names]
+
+
+def loss_and_grads(build: Any, feeds: dict[str, np.ndarray], wrt: list[str] | None = None):
+    """Build a net with ``build(net)`` (it writes ``loss``), add the gradients of ``loss`` when
+    ``wrt`` names inputs, run it; return the loss and {input: its gradient}."""
+    net = Net("t")
+    build(net)
+    grads = net.add_gradient_ops({"loss": "seed"}) if wrt else {}
+    ws = Workspace()
+    for k, v in feeds.items():
+        ws.feed_blob(k, v)
+    ws.feed_blob("seed", np.array(1.0))
+    ws.run_net_once(net)
+    return float(ws.fetch_blob("loss")), {k: ws.fetch_blob(str(grads[k])) for k in wrt or []}
+
+
+def check_against_finite_differences(
+    build: Any, feeds: dict[str, np.ndarray], wrt: list[str], h: float = 1e-6
+):
+    """The net's gradients of ``loss`` for ``wrt`` match central differences (float64 feeds)."""
+    _, grads = loss_and_grads(build, feeds, wrt)
+    for name in wrt:
+        x = feeds[name]
+        assert grads[name].shape == x.shape, name
+        fd = np.zeros_like(x)
+        for idx in np.ndindex(x.shape):
+            plus, minus = dict(feeds), dict(feeds)
+            plus[name], minus[name] = x.copy(), x.copy()
+            plus[name][idx] += h
+            minus[name][idx] -= h
+            fd[idx] = (loss_and_grads(build, plus)[0] - loss_and_grads(build, minus)[0]) / (2 * h)
+        np.testing.assert_allclose(grads[name], fd, rtol=1e-5, atol=1e-7, err_msg=name)

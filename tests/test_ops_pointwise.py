@@ -7,36 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from optest import check_against_finite_differences, loss_and_grads
 
 from kaffa import Net, Workspace
 from kaffa.errors import ArgumentError, SchemaError, ShapeError
 from kaffa.schema import SCHEMAS, TensorInfo
-
-
-def _run(build, feeds: dict[str, np.ndarray], grads_of: list[str] | None = None):
-    net = Net("t")
-    build(net)
-    grads = net.add_gradient_ops({"loss": "seed"}) if grads_of else {}
-    ws = Workspace()
-    for k, v in feeds.items():
-        ws.feed_blob(k, v)
-    ws.feed_blob("seed", np.array(1.0))
-    ws.run_net_once(net)
-    return float(ws.fetch_blob("loss")), {k: ws.fetch_blob(str(grads[k])) for k in grads_of or []}
-
-
-def _check_against_finite_differences(build, feeds, wrt, h=1e-6):
-    _, grads = _run(build, feeds, wrt)
-    for name in wrt:
-        x = feeds[name]
-        fd = np.zeros_like(x)
-        for idx in np.ndindex(x.shape):
-            plus, minus = dict(feeds), dict(feeds)
-            plus[name], minus[name] = x.copy(), x.copy()
-            plus[name][idx] += h
-            minus[name][idx] -= h
-            fd[idx] = (_run(build, plus)[0] - _run(build, minus)[0]) / (2 * h)
-        np.testing.assert_allclose(grads[name], fd, rtol=1e-5, atol=1e-7, err_msg=name)
 
 
 def _one(op: str, feeds: dict[str, np.ndarray], out: str = "y", **args):
@@ -74,7 +49,7 @@ def test_a_chain_of_pointwise_ops_differentiates():
         net.SumElements("m", "loss")
 
     feeds = {"x": rng.uniform(0.3, 1.2, size=(2, 3))}
-    _check_against_finite_differences(build, feeds, ["x"])
+    check_against_finite_differences(build, feeds, ["x"])
 
 
 def test_where_gradient_sums_to_broadcast_inputs():
@@ -92,8 +67,8 @@ def test_where_gradient_sums_to_broadcast_inputs():
         "y": rng.normal(size=(4,)),
         "w": rng.normal(size=(2, 3, 4)),
     }
-    _check_against_finite_differences(build, feeds, ["x", "y"])
-    _, grads = _run(build, feeds, ["x", "y"])
+    check_against_finite_differences(build, feeds, ["x", "y"])
+    _, grads = loss_and_grads(build, feeds, ["x", "y"])
     w = feeds["w"]
     np.testing.assert_allclose(grads["x"], np.where(c, w, 0).sum(axis=(0, 2)).reshape(3, 1))
     np.testing.assert_allclose(grads["y"], np.where(c, 0, w).sum(axis=(0, 1)))
@@ -109,7 +84,7 @@ def test_where_broadcast_on_rows():
         net.Where(["c", "x", "y"], "z", broadcast_on_rows=1)
         net.SumElements("z", "loss")
 
-    _check_against_finite_differences(build, {"c": c, "x": x, "y": y}, ["x", "y"])
+    check_against_finite_differences(build, {"c": c, "x": x, "y": y}, ["x", "y"])
 
 
 def test_where_has_no_gradient_for_the_condition():
