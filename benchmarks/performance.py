@@ -103,7 +103,19 @@ def machine_info() -> dict[str, Any]:
         "onnx": _version("onnx"),
         "torch": _version("torch"),
         "kaffa": _version("kaffa"),
+        "numba": _version("numba"),
+        "jit": _jit_available(),
     }
+
+
+def _jit_available() -> bool:
+    """Whether kaffa's cpu kernels run their numba-compiled loops (the jit extra)."""
+    try:
+        from kaffa_cpu.kernels import jit
+
+        return bool(jit.AVAILABLE)
+    except ImportError:
+        return False
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -259,6 +271,12 @@ def markdown(doc: dict[str, Any]) -> str:
         + (f" ({blas['architecture']}, {blas['num_threads']} threads)" if blas.get("num_threads") else ""),
         f"- onnxruntime {m['onnxruntime']}, onnx {m['onnx']}, PyTorch {m['torch'] or 'not installed'}, "
         f"kaffa {m['kaffa']}",
+        "- kaffa's compiled cpu loops (the `jit` extra): "
+        + (
+            f"on, numba {m.get('numba')}"
+            if m.get("jit")
+            else "off (numba not installed or KAFFA_DISABLE_JIT set: numpy paths)"
+        ),
         "",
         "Regenerate with `python benchmarks/performance.py` (a minute or two; `--quick` for a smoke run).",
         "",

@@ -651,3 +651,26 @@ def test_predictor_on_imported_model():
     x = f32(2, 3)
     (y,) = p.run({"x": x})
     np.testing.assert_array_equal(y, np.maximum(x, 0))
+
+
+def test_export_fused_conv_as_standard_nodes():
+    """FusedConv (kaffa.passes' cpu fusion) exports as Conv [+ Add] [+ Relu | Clip]."""
+    rng = np.random.default_rng(5)
+    feeds = {"x": rng.standard_normal((1, 3, 6, 6)).astype(np.float32)}
+    params = {
+        "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "b": rng.standard_normal(4).astype(np.float32),
+        "z": rng.standard_normal((1, 4, 6, 6)).astype(np.float32),
+    }
+
+    def build(net):
+        net.FusedConv(["x", "w", "b"], ["relu"], pad=1, activation="Relu")
+        net.FusedConv(["x", "w", "b", "z"], ["res_clip"], pad=1, activation="Clip", min=-0.5, max=1.0)
+        net.FusedConv(["x", "w", "b", "z"], ["res"], pad=1)
+        net.FusedConv(["x", "w"], ["plain"], pad=1, stride=2)
+        net.add_external_output("relu", "res_clip", "res", "plain")
+
+    model = _net_round_trip(build, feeds, params)
+    kinds = [n.op_type for n in model.graph.node]
+    assert "FusedConv" not in kinds and kinds.count("Conv") == 4
+    assert kinds.count("Relu") == 1 and kinds.count("Clip") == 1 and kinds.count("Add") == 2

@@ -1,4 +1,4 @@
-"""Cases for FC, Conv, ConvTranspose, MaxPool, AveragePool, PadImage.
+"""Cases for FC, Conv, FusedConv, ConvTranspose, MaxPool, AveragePool, PadImage.
 
 Odd spatial sizes (7, 9, 13) break tiling, batch 1 and size-1 dims hit degenerate loops, and one
 case per op has ~64 channels so GEMM tiling and blocking are exercised. Every case is also a
@@ -80,6 +80,53 @@ def conv(rng):
         # The gradient skips dX (Caffe2's no_gradient_to_input, e.g. for a layer fed by data).
         case("no_gradient_to_input", (2, 2, 5, 4), (3, 2, 2, 2), stride=2, no_gradient_to_input=1),
         case("caffe_ceil", (1, 2, 6, 6), (2, 2, 3, 3), stride=2, legacy_pad=3),
+    ]
+
+
+# -- FusedConv -------------------------------------------------------------------------------------
+def _conv_out_shape(x_shape, w_shape, nhwc=False, stride=1, pad=0, dilation=1):
+    """Conv's output shape for a square stride / pad / dilation (what Z must match)."""
+    sizes, kern = (x_shape[1:-1], w_shape[1:-1]) if nhwc else (x_shape[2:], w_shape[2:])
+    outs = [(s + 2 * pad - dilation * (k - 1) - 1) // stride + 1 for s, k in zip(sizes, kern)]
+    return (x_shape[0], *outs, w_shape[0]) if nhwc else (x_shape[0], w_shape[0], *outs)
+
+
+@cases("FusedConv")
+def fused_conv(rng):
+    relu, relu6 = {"activation": "Relu"}, {"activation": "Clip", "min": 0.0, "max": 6.0}
+    narrow = {"activation": "Clip", "min": -0.5, "max": 0.4}
+
+    def case(name, x_shape, w_shape, bias=True, z=False, scale=1.0, inplace=(), **args):
+        # scale 2 spreads the sums past 6, so Clip(0, 6) cases hit both bounds.
+        inputs = [uniform(rng, x_shape, -scale, scale), uniform(rng, w_shape, -scale, scale)]
+        if bias or z:  # Z needs a bias input before it
+            inputs.append(uniform(rng, (w_shape[0],), -scale, scale))
+        if z:
+            geo = {k: args[k] for k in ("stride", "pad", "dilation") if k in args}
+            out = _conv_out_shape(x_shape, w_shape, args.get("order") == "NHWC", **geo)
+            inputs.append(uniform(rng, out, -scale, scale))
+        per_group = math.prod(w_shape[1:]) + (1 if z else 0)
+        return Case("FusedConv", name, inputs, args, op_class=GEMM, reduction=per_group, inplace=inplace)
+
+    return [
+        case("3x3_pad1_relu", (2, 3, 7, 7), (4, 3, 3, 3), pad=1, **relu),
+        case("3x3_pad1_z_no_activation", (2, 3, 7, 7), (4, 3, 3, 3), pad=1, z=True),
+        case("3x3_stride2_z_relu", (1, 4, 9, 9), (6, 4, 3, 3), stride=2, pad=1, z=True, **relu),
+        case("1x1_relu", (2, 6, 7, 7), (4, 6, 1, 1), **relu),
+        case("1x1_stride2_z_clip6", (1, 5, 9, 9), (3, 5, 1, 1), stride=2, z=True, scale=2.0, **relu6),
+        case("dw_clip6", (1, 6, 7, 7), (6, 1, 3, 3), group=6, pad=1, scale=2.0, **relu6),
+        case("dw_stride2_clip6", (2, 5, 9, 9), (5, 1, 3, 3), group=5, stride=2, pad=1, scale=2.0, **relu6),
+        case("dw_dilation2_z_relu", (1, 4, 9, 9), (4, 1, 3, 3), group=4, pad=2, dilation=2, z=True, **relu),
+        case("group2_z_relu", (2, 4, 7, 7), (6, 2, 3, 3), group=2, pad=1, z=True, **relu),
+        case("no_bias_relu_odd13", (1, 3, 13, 13), (2, 3, 3, 3), bias=False, **relu),
+        case("no_bias_clip_narrow", (2, 3, 9, 7), (3, 3, 3, 3), bias=False, **narrow),
+        case("no_activation_no_bias", (1, 2, 7, 9), (3, 2, 2, 2), bias=False),
+        case("large_64ch_z_relu", (1, 64, 9, 9), (64, 64, 3, 3), pad=1, z=True, **relu),
+        # Y may overwrite Z (the pass writes Add(conv, z) -> z that way).
+        case("z_in_place_relu", (2, 3, 7, 7), (4, 3, 3, 3), pad=1, z=True, inplace=[(3, 0)], **relu),
+        case("no_dx_relu", (2, 2, 7, 7), (3, 2, 3, 3), stride=2, no_gradient_to_input=1, **relu),
+        case("nhwc_z_relu", (2, 7, 7, 3), (4, 3, 3, 3), pad=1, stride=2, z=True, order="NHWC", **relu),
+        case("1d_z_clip6", (2, 3, 13), (4, 3, 3), pad=1, z=True, scale=2.0, **relu6),
     ]
 
 

@@ -1,4 +1,4 @@
-"""References for FC, Conv, ConvTranspose, MaxPool, AveragePool, PadImage and their gradients.
+"""References for FC, Conv, FusedConv, ConvTranspose, MaxPool, AveragePool, PadImage and their gradients.
 
 The window geometry (output sizes, SAME/VALID padding, Caffe's ceil mode) is written out here on
 purpose instead of imported from ``kaffa.ops.geometry``: the reference is an independent oracle.
@@ -121,6 +121,19 @@ def conv(args, x, w, b=None):
     if b is not None:
         y += b.reshape(1, m, *[1] * len(outs))
     return (_from_nchw(y, order),)
+
+
+@reference("FusedConv")
+def fused_conv(args, x, w, b=None, z=None):
+    # The reference Conv, then the residual, then the activation: the unfused ops one after another.
+    (y,) = conv(args, x, w, b)
+    if z is not None:
+        y = y + z
+    if args["activation"] == "Relu":
+        y = np.where(y > 0, y, 0.0)
+    elif args["activation"] == "Clip":
+        y = np.minimum(np.maximum(y, args["min"]), args["max"])  # min then max, as Clip
+    return (y,)
 
 
 # -- pooling ---------------------------------------------------------------------------------------

@@ -140,9 +140,9 @@ def _nchw(args: dict[str, Any], what: str) -> None:
         raise _fail(f"{what} in {args['order']} order (ONNX is NCHW)")
 
 
-@exporter("Conv")
+@exporter("Conv", "FusedConv")
 def _conv(ctx: _Ctx, op: OperatorDef, args: dict[str, Any]) -> None:
-    _nchw(args, "Conv")
+    _nchw(args, op.type)
     w = ctx.info(op.input[1]).shape
     kernels = args.get("kernels") or (None if w is None else list(w[2:]))
     if kernels is None or any(k is None for k in kernels):
@@ -150,7 +150,25 @@ def _conv(ctx: _Ctx, op: OperatorDef, args: dict[str, Any]) -> None:
     if len(kernels) == 1 and w is not None:
         kernels = list(kernels) * (len(w) - 2)
     attrs = _window_attrs(ctx, op.input[0], args, kernels, pool=False)
-    ctx.node("Conv", list(op.input), op.output[:1], group=int(args["group"]), **attrs)
+    if op.type == "Conv":
+        ctx.node("Conv", list(op.input), op.output[:1], group=int(args["group"]), **attrs)
+        return
+    # FusedConv (written by kaffa.passes for the cpu backend) goes out as the standard nodes it
+    # stands for: Conv, then Add of Z, then Relu or Clip.
+    y, act = op.output[0], args["activation"]
+    conv_out = ctx.temp(y + "_conv") if len(op.input) > 3 or act else y
+    ctx.node("Conv", list(op.input[:3]), [conv_out], group=int(args["group"]), **attrs)
+    if len(op.input) > 3:
+        summed = ctx.temp(y + "_sum") if act else y
+        ctx.node("Add", [conv_out, op.input[3]], [summed])
+        conv_out = summed
+    if act == "Relu":
+        ctx.node("Relu", [conv_out], [y])
+    elif act == "Clip":
+        dtype = ctx.dtype(op.input[0])
+        lo = ctx.const(y + "_min", np.asarray(args["min"]).astype(dtype))
+        hi = ctx.const(y + "_max", np.asarray(args["max"]).astype(dtype))
+        ctx.node("Clip", [conv_out, lo, hi], [y])
 
 
 @exporter("ConvTranspose")

@@ -1,4 +1,4 @@
-"""Layers: FC, Conv, ConvTranspose, MaxPool, AveragePool, PadImage, and their gradients."""
+"""Layers: FC, Conv, FusedConv, ConvTranspose, MaxPool, AveragePool, PadImage, and their gradients."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from kaffa import dtypes
+from kaffa.errors import ArgumentError
 from kaffa.gradients import GradientContext, GradientOps, gradient
 from kaffa.ops.geometry import (
     PAD_ARGS,
@@ -19,6 +20,7 @@ from kaffa.ops.geometry import (
     canonicalize_window,
     split_pads,
 )
+from kaffa.ops.unary import FLOAT_LOWEST, FLOAT_MAX  # Clip's defaults: no bound
 from kaffa.schema import (
     Arg,
     ArgType,
@@ -99,45 +101,47 @@ def _layout(
     return (n, c, *spatial) if order == "NCHW" else (n, *spatial, c)
 
 
-def _infer_conv(args: Mapping[str, Any], ins: list[TensorInfo], n: int) -> list[TensorInfo]:
+def _infer_conv(
+    args: Mapping[str, Any], ins: list[TensorInfo], n: int, name: str = "Conv"
+) -> list[TensorInfo]:
     x, w = ins[0], ins[1]
-    dtype = same_dtype("Conv", ins)
+    dtype = same_dtype(name, ins)
     order, group = args["order"], args["group"]
-    check(group >= 1, f"Conv: group must be >= 1, got {group}")
+    check(group >= 1, f"{name}: group must be >= 1, got {group}")
     if x.shape is None or w.shape is None:
         return [TensorInfo(None, dtype)]
     check(
         len(x.shape) >= 3,
-        f"Conv: X must have a batch, a channel and at least one spatial axis, got rank {len(x.shape)}",
+        f"{name}: X must have a batch, a channel and at least one spatial axis, got rank {len(x.shape)}",
     )
     check(
         len(w.shape) == len(x.shape),
-        f"Conv: filter rank {len(w.shape)} differs from input rank {len(x.shape)}",
+        f"{name}: filter rank {len(w.shape)} differs from input rank {len(x.shape)}",
     )
     nsp = len(x.shape) - 2
     m = w.shape[0]
     kern = tuple(w.shape[2:]) if order == "NCHW" else tuple(w.shape[1:-1])
     w_c = w.shape[1] if order == "NCHW" else w.shape[-1]
     c = _channels(x, order)
-    check(c is None or c % group == 0, f"Conv: {c} input channels do not divide into {group} groups")
-    check(m is None or m % group == 0, f"Conv: {m} output channels do not divide into {group} groups")
+    check(c is None or c % group == 0, f"{name}: {c} input channels do not divide into {group} groups")
+    check(m is None or m % group == 0, f"{name}: {m} output channels do not divide into {group} groups")
     check(
         c is None or w_c is None or w_c * group == c,
-        f"Conv: filter expects {w_c} channels per group x {group} groups but X has {c} channels",
+        f"{name}: filter expects {w_c} channels per group x {group} groups but X has {c} channels",
     )
     if args.get("kernels"):
         win = Window.from_args(args, nsp)
         check(
             any(k is None for k in kern) or tuple(win.kernels) == kern,
-            f"Conv: kernel argument {list(win.kernels)} does not match filter spatial shape {list(kern)}",
+            f"{name}: kernel argument {list(win.kernels)} does not match filter spatial shape {list(kern)}",
         )
     else:
-        check(all(k is not None for k in kern), "Conv: kernel size unknown")
+        check(all(k is not None for k in kern), f"{name}: kernel size unknown")
         win = Window.from_args(args, nsp, kernels=[int(k) for k in kern])  # type: ignore[misc]
     if len(ins) > 2 and ins[2].shape is not None:
         check(
             m is None or prod(ins[2].shape) in (None, m),
-            f"Conv: bias has shape {list(ins[2].shape)} for {m} output channels",
+            f"{name}: bias has shape {list(ins[2].shape)} for {m} output channels",
         )
     return [TensorInfo(_layout(order, x.shape[0], m, _out_spatial(win, _spatial(x, order))), dtype)]
 
@@ -154,6 +158,62 @@ define(
     args=[*WINDOW_ARGS, Arg("group", ArgType.INT, 1, "number of channel groups"), NO_DX_ARG],
     canonicalize=canonicalize_window,
     infer=_infer_conv,
+)
+
+# -- FusedConv -------------------------------------------------------------------------------------
+
+# What FusedConv applies after Conv (+ Z); the names are the ops it stands for.
+FUSED_ACTIVATIONS = ("", "Relu", "Clip")
+
+
+def _canon_fused_conv(args: dict[str, Any]) -> dict[str, Any]:
+    if args["activation"] not in FUSED_ACTIVATIONS:
+        raise ArgumentError(
+            f"FusedConv: activation must be one of {', '.join(repr(a) for a in FUSED_ACTIVATIONS)}, "
+            f"got {args['activation']!r}"
+        )
+    return canonicalize_window(args)
+
+
+def _infer_fused_conv(args: Mapping[str, Any], ins: list[TensorInfo], n: int) -> list[TensorInfo]:
+    same_dtype("FusedConv", ins)
+    y = _infer_conv(args, ins[:3], n, "FusedConv")[0]
+    if len(ins) > 3 and ins[3].shape is not None and y.shape is not None:
+        z = ins[3].shape
+        check(
+            _compatible(z, y.shape),
+            f"FusedConv: Z has shape {list(z)} but the convolution's output has shape {list(y.shape)} "
+            "(Z is added without broadcasting)",
+        )
+    return [y]
+
+
+define(
+    "FusedConv",
+    family="nn",
+    doc="Conv, then an optional residual Z and an activation in one op: Y = act(Conv(X, filter, bias) "
+    '+ Z), act one of none (activation=""), Relu, or Clip to [min, max] (ReLU6: min=0, max=6). '
+    "Written by kaffa.passes.fuse_conv_activation (onnxruntime's com.microsoft FusedConv; Caffe2's "
+    "ConvRelu). Z, which needs a bias, has Y's shape; Y may overwrite it in place.",
+    inputs=(2, 4),
+    input_docs=[
+        ("X", "input"),
+        ("filter", "weights"),
+        ("bias", "[M] (optional; required with Z)"),
+        ("Z", "added before the activation, Y's shape (optional)"),
+    ],
+    output_docs=[("Y", "output")],
+    args=[
+        *WINDOW_ARGS,
+        Arg("group", ArgType.INT, 1, "number of channel groups"),
+        NO_DX_ARG,
+        Arg("activation", ArgType.STRING, "", 'applied last: "" (none), "Relu" or "Clip"'),
+        Arg("min", ArgType.FLOAT, FLOAT_LOWEST, "Clip's lower bound"),
+        Arg("max", ArgType.FLOAT, FLOAT_MAX, "Clip's upper bound"),
+    ],
+    inplace={(3, 0)},
+    canonicalize=_canon_fused_conv,
+    infer=_infer_fused_conv,
 )
 
 # -- pooling ---------------------------------------------------------------------------------------
@@ -506,6 +566,31 @@ def _conv_grad_maker(grad_type: str):
 
 gradient("Conv")(_conv_grad_maker("ConvGradient"))
 gradient("ConvTranspose")(_conv_grad_maker("ConvTransposeGradient"))
+
+
+# The arguments FusedConv adds to Conv's: not passed on to ConvGradient.
+_FUSED_ONLY_ARGS = ("activation", "min", "max")
+
+
+@gradient("FusedConv")
+def _fused_conv_grad(g: GradientContext) -> GradientOps:
+    # dPre, the gradient before the activation, is Z's gradient too (Z is added as it is).
+    has_bias, has_z = g.num_inputs >= 3, g.num_inputs == 4
+    act, ops = g.args["activation"], []
+    if act == "":
+        d_pre = g.GO(0)
+    else:
+        d_pre = g.GI(3) if has_z else g.temp("pre")
+        extra = {"min": g.args["min"], "max": g.args["max"]} if act == "Clip" else {}
+        ops.append(g.make(f"{act}Gradient", [g.O(0), g.GO(0)], [d_pre], **extra))
+    with_dx = not g.args["no_gradient_to_input"]
+    outs = [g.GI(1), *([g.GI(2)] if has_bias else []), *([g.GI(0)] if with_dx else [])]
+    args = {k: v for k, v in g.forward_args().items() if k not in _FUSED_ONLY_ARGS}
+    if not has_bias:
+        args["no_bias"] = 1
+    ops.append(g.make("ConvGradient", [g.I(0), g.I(1), d_pre], outs, **args))
+    g_inputs = [g.GI(0) if with_dx else None, g.GI(1), *([g.GI(2)] if has_bias else [])]
+    return GradientOps(ops, g_inputs + ([d_pre] if has_z else []))
 
 
 def _infer_pool_grad(name: str):

@@ -11,6 +11,8 @@ float32 and rounded once at the end.
 from __future__ import annotations
 
 import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -36,9 +38,11 @@ from kaffa.launch.pool import check_pads, check_pool_gradient
 from kaffa.ops.geometry import Window, split_pads
 from kaffa.schema import check
 
+from . import jit
+
 table = KernelTable("cpu")
 
-F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
+F16, F32, F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 
 # Largest im2col matrix built at once; bigger batches are convolved in chunks of samples.
 COLS_BUDGET_BYTES = 64 << 20
@@ -270,53 +274,223 @@ def _to_order(a: np.ndarray, nchw: bool, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=dtype)
 
 
-@table.kernel("Conv", dtypes=FLOAT_TYPES)
-def conv(ctx: KernelContext) -> RunFn:
+# The fast NCHW 2-D paths: float32/float64 data, im2col into reused buffers and one GEMM per
+# chunk of samples written straight into the output, bias / residual / activation applied in place
+# (kaffa_cpu.kernels.jit when numba is installed), depthwise convolutions compiled by numba.
+
+
+class _Scratch:
+    """Column matrices and padded inputs kept between runs, by shape and dtype: building them in
+    fresh memory costs page faults on every call. A buffer is taken out while in use, so
+    concurrent runs never share one; the least recently returned go first beyond ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._free: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...], dtype: np.dtype, zeroed: bool, tag: str) -> np.ndarray:
+        key = (tag, shape, dtype.str)
+        with self._lock:
+            buf = self._free.pop(key, None)
+            if buf is not None:
+                self._bytes -= buf.nbytes
+                return buf
+        return (np.zeros if zeroed else np.empty)(shape, dtype)
+
+    def give(self, buf: np.ndarray, tag: str) -> None:
+        key = (tag, buf.shape, buf.dtype.str)
+        with self._lock:
+            old = self._free.pop(key, None)
+            self._bytes += buf.nbytes - (old.nbytes if old is not None else 0)
+            self._free[key] = buf
+            while self._bytes > self.limit and self._free:
+                self._bytes -= self._free.popitem(last=False)[1].nbytes
+
+
+_SCRATCH = _Scratch(limit=4 * COLS_BUDGET_BYTES)
+# Samples are batched into one GEMM until it has this many columns (7x7 maps make thin GEMMs).
+_GEMM_MIN_COLUMNS = 1024
+
+
+def _conv2d_gemm(
+    x: np.ndarray, w: np.ndarray, win: Window, outs: Sequence[int], begins: Sequence[int], ends: Sequence[int]
+) -> np.ndarray:
+    """Group-1 2-D convolution of NCHW x (float32/64, contiguous) -> [N, M, OH * OW]."""
+    n, c, h, wd = x.shape
+    m, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    (oh, ow), (sh, sw), (dh, dw) = outs, win.strides, win.dilations
+    op, ck, dt = oh * ow, c * kh * kw, x.dtype
+    filt = np.ascontiguousarray(w.reshape(m, ck), dt)
+    y = np.empty((n, m, op), dt)
+    if kh == kw == 1 and sh == sw == 1 and not any(begins) and not any(ends):
+        np.matmul(filt, x.reshape(n, c, op), out=y)  # a 1x1 filter: the input is the column matrix
+        return y
+    cnt = max(1, min(n, -(-_GEMM_MIN_COLUMNS // op), COLS_BUDGET_BYTES // (ck * op * dt.itemsize) or 1))
+    padded = any(begins) or any(ends)
+    hp, wp = h + begins[0] + ends[0], wd + begins[1] + ends[1]
+    # Keyed by where the image sits and its size: the zero border must be exactly the padding.
+    ptag = f"pad{tuple(begins)}{(h, wd)}"
+    xp = _SCRATCH.take((c, hp, wp), dt, True, ptag) if padded else None
+    cols = _SCRATCH.take((c, kh, kw, cnt, oh, ow), dt, False, "cols")
+    inner = (slice(None), slice(begins[0], begins[0] + h), slice(begins[1], begins[1] + wd))
+    try:
+        for s in range(0, n, cnt):
+            k = min(cnt, n - s)
+            for j in range(k):
+                if xp is not None:
+                    xp[inner] = x[s + j]  # the border stays zero from the buffer's creation
+                src = x[s + j] if xp is None else xp
+                for a in range(kh):
+                    rows = slice(a * dh, a * dh + (oh - 1) * sh + 1, sh)
+                    for b in range(kw):
+                        cols[:, a, b, j] = src[:, rows, b * dw : b * dw + (ow - 1) * sw + 1 : sw]
+            if k == 1:
+                np.matmul(filt, cols.reshape(ck, cnt * op)[:, :op], out=y[s])
+            else:
+                part = np.matmul(filt, cols.reshape(ck, cnt * op)[:, : k * op])
+                y[s : s + k] = part.reshape(m, k, op).transpose(1, 0, 2)
+    finally:
+        if xp is not None:
+            _SCRATCH.give(xp, ptag)
+        _SCRATCH.give(cols, "cols")
+    return y
+
+
+def _epilogue_numpy(
+    y: np.ndarray, b: np.ndarray | None, z: np.ndarray | None, act: int, lo: float, hi: float
+) -> None:
+    """In place on y [N, M, P] (any strides): y = act(y + b (+ z))."""
+    if b is not None:
+        y += b.reshape(-1, 1).astype(y.dtype, copy=False)
+    if z is not None:
+        y += z
+    if act == jit.ACT_RELU:
+        np.maximum(y, 0, out=y)
+    elif act == jit.ACT_CLIP:
+        np.minimum(np.maximum(y, lo, out=y), hi, out=y)
+
+
+def _epilogue(
+    y: np.ndarray, b: np.ndarray | None, z: np.ndarray | None, act: int, lo: float, hi: float
+) -> None:
+    """In place on a contiguous y [N, M, P]: one compiled pass per sample when numba is there."""
+    if not (jit.AVAILABLE and y.dtype in (F32, F64)):
+        _epilogue_numpy(y, b, z, act, lo, hi)
+        return
+    bias = None if b is None else np.ascontiguousarray(b.reshape(-1), y.dtype)
+    for i in range(y.shape[0]):
+        jit.epilogue(y[i], bias, None if z is None else z[i], act, lo, hi)
+
+
+def _conv_nchw(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    z: np.ndarray | None,
+    group: int,
+    win: Window,
+    outs: tuple[int, ...],
+    begins: tuple[int, ...],
+    ends: tuple[int, ...],
+    act: tuple[int, float, float],
+) -> np.ndarray:
+    """act(conv(x, w) + b + z) for NCHW x, in x's work dtype, shaped [N, M, *outs]."""
+    n, c, m, wt = x.shape[0], x.shape[1], w.shape[0], work_dtype(x.dtype)
+    fast = len(outs) == 2 and x.dtype == wt and wt in (F32, F64)
+    zf = None if z is None else np.ascontiguousarray(z, wt).reshape(n, m, -1)
+    if fast and group == c == m and w.shape[1] == 1 and jit.AVAILABLE:
+        xc = np.ascontiguousarray(x)
+        y = np.empty((n, m, *outs), wt)
+        filt = np.ascontiguousarray(w.reshape(c, *w.shape[2:]), wt)
+        bias = np.zeros(m, wt) if b is None else np.ascontiguousarray(b.reshape(m), wt)
+        for i in range(n):
+            zi = None if zf is None else zf[i].reshape(m, *outs)
+            jit.depthwise(xc[i], filt, bias, zi, y[i], win.strides, begins, win.dilations, *act)
+        return y
+    if fast and group == 1:
+        y = _conv2d_gemm(np.ascontiguousarray(x), w, win, outs, begins, ends)
+    else:
+        y = _conv_cf(x, w, group, win, outs, begins, ends, wt).reshape(n, m, -1)
+    if b is not None or zf is not None or act[0] != jit.ACT_NONE:
+        _epilogue(y, b, zf, *act)
+    return y.reshape(n, m, *outs)
+
+
+def _conv_run(ctx: KernelContext, op: str, act: tuple[int, float, float]) -> RunFn:
     args = ctx.args
     nchw = args["order"] == "NCHW"
     group = int(args["group"])
     windows: dict[tuple[int, ...], Window] = {}
 
-    def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> tuple[np.ndarray]:
-        m, cg, kern = conv_filter("Conv", x, w, nchw, group)
+    def run(
+        x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None
+    ) -> tuple[np.ndarray]:
+        m, cg, kern = conv_filter(op, x, w, nchw, group)
         nsp = x.ndim - 2
         n, c, sizes = x.shape[0], channels(x, nchw), spatial_sizes(x, nchw)
         if b is not None:
-            check(b.size == m, f"Conv: bias has {b.size} elements for {m} output channels")
-        win = filter_window("Conv", args, kern, windows)
+            check(b.size == m, f"{op}: bias has {b.size} elements for {m} output channels")
+        win = filter_window(op, args, kern, windows)
         outs, begins, ends = _resolve(win, tuple(sizes))
+        if z is not None:
+            want = layout(n, m, outs, nchw)
+            check(
+                tuple(z.shape) == want,
+                f"{op}: Z has shape {list(z.shape)}, the convolution's output {list(want)}",
+            )
         wt = work_dtype(x.dtype)
         if nchw:
-            y = _conv_cf(x, w, group, win, outs, begins, ends, wt)
-            if b is not None:
-                y += b.reshape(m, *(1,) * nsp)
+            y = _conv_nchw(x, w, b, z, group, win, outs, begins, ends, act)
         else:
             # Columns ordered (tap, channel) to match the filter [M, *K, C/g] and read the input
             # along its contiguous channel axis.
             xp = _pad(x, 1, begins, ends, 0, wt)
             patches = _window_view(xp, 1, win, outs)
-            mg, kp, op = m // group, _prod(kern), _prod(outs)
+            mg, kp, op_ = m // group, _prod(kern), _prod(outs)
             ck = cg * kp
-            step = _samples_per_chunk(c * kp * op * wt.itemsize)
+            step = _samples_per_chunk(c * kp * op_ * wt.itemsize)
             sp = tuple(range(nsp))
             filt_t = w.reshape(group, mg, ck).astype(wt, copy=False).transpose(0, 2, 1)  # [g, ck, M/g]
-            y = np.empty((n, op, group, mg), wt)
+            y = np.empty((n, op_, group, mg), wt)
             for s in range(0, n, step):
                 p = patches[s : s + step]  # [n, *O, C, *K]
                 cnt = len(p)
                 p = p.reshape(cnt, *outs, group, cg, *kern)
                 p = p.transpose(1 + nsp, 0, *(1 + i for i in sp), *(3 + nsp + i for i in sp), 2 + nsp)
-                cols = p.reshape(group, cnt * op, ck)
+                cols = p.reshape(group, cnt * op_, ck)
                 if group == 1:
-                    np.matmul(cols[0], filt_t[0], out=y[s : s + cnt].reshape(cnt * op, mg))
+                    np.matmul(cols[0], filt_t[0], out=y[s : s + cnt].reshape(cnt * op_, mg))
                 else:
-                    y[s : s + cnt] = np.matmul(cols, filt_t).reshape(group, cnt, op, mg).transpose(1, 2, 0, 3)
+                    y[s : s + cnt] = (
+                        np.matmul(cols, filt_t).reshape(group, cnt, op_, mg).transpose(1, 2, 0, 3)
+                    )
+            # The epilogue runs channel-first: a [N, P, M] view as [N, M, P] (no copy).
+            flat = y.reshape(n, op_, m).transpose(0, 2, 1)
+            zt = None if z is None else z.reshape(n, op_, m).transpose(0, 2, 1).astype(wt, copy=False)
+            if b is not None or zt is not None or act[0] != jit.ACT_NONE:
+                _epilogue_numpy(flat, b, zt, *act)
             y = y.reshape(n, *outs, m)
-            if b is not None:
-                y += b.reshape(m)
         return (y.astype(x.dtype, copy=False),)
 
     return run
+
+
+@table.kernel("Conv", dtypes=FLOAT_TYPES)
+def conv(ctx: KernelContext) -> RunFn:
+    return _conv_run(ctx, "Conv", (jit.ACT_NONE, 0.0, 0.0))
+
+
+_ACTIVATIONS = {"": jit.ACT_NONE, "Relu": jit.ACT_RELU, "Clip": jit.ACT_CLIP}
+
+
+@table.kernel("FusedConv", dtypes=FLOAT_TYPES)
+def fused_conv(ctx: KernelContext) -> RunFn:
+    args = ctx.args
+    return _conv_run(
+        ctx, "FusedConv", (_ACTIVATIONS[args["activation"]], float(args["min"]), float(args["max"]))
+    )
 
 
 # -- pooling ---------------------------------------------------------------------------------------
@@ -386,6 +560,13 @@ def _pool(ctx: KernelContext, combine: np.ufunc, pad_value: float, average: bool
             win = windows[nsp] = Window.from_args(args, nsp)
         sizes = tuple(x.shape[first : first + nsp])
         outs, begins, ends = _resolve(win, sizes)
+        if jit.AVAILABLE and not average and nchw and nsp == 2 and x.dtype in (F32, F64):
+            # One compiled pass over the windows instead of prod(kernel) full-size ufunc passes.
+            y = np.empty((*x.shape[:2], *outs), x.dtype)
+            xc = np.ascontiguousarray(x)
+            for i in range(x.shape[0]):
+                jit.max_pool(xc[i], y[i], win.kernels, win.strides, begins, win.dilations)
+            return (y,)
         pad = pad_value if x.dtype.kind == "f" or average else np.iinfo(x.dtype).min
         xp = _pad(x, first, begins, ends, pad, work_dtype(x.dtype))
         taps = _tap_slices(win, outs, first, x.ndim)
