@@ -400,7 +400,8 @@ class Predictor:
     ``predict_net.pb``, as ``export_model`` or Caffe2 writes them). ``device`` (e.g. "opencl")
     puts both nets there; ops the backend lacks fall back to cpu. ``optimize`` (default on) rewrites
     the predict net with ``kaffa.passes`` (batch norm folded into the preceding Conv/FC, bias Adds
-    folded into Conv/FC) once the parameters are known; the outputs stay the same."""
+    folded into Conv/FC, Conv + residual Add + Relu/Clip fused into FusedConv where the device's
+    backend has a FusedConv kernel) once the parameters are known; the outputs stay the same."""
 
     def __init__(
         self,
@@ -429,10 +430,15 @@ class Predictor:
 
     def _optimized(self, proto: NetDef, made: set[str], device: Any) -> NetDef:
         from kaffa import passes
+        from kaffa.plugins import registry
 
         params = {n: self.workspace.fetch_blob(n) for n in made if self.workspace.has_blob(n)}
         before = set(params)
-        optimized = passes.optimize(proto, params)
+        # The backend the net was stamped for: fusions it has no kernel for are skipped.
+        backend = "cpu"
+        if device is not None:
+            backend = registry().backend_for_type(proto.device_option.device_type).name
+        optimized = passes.optimize(proto, params, backend=backend)
         for name in set(params) - before:
             self.workspace.feed_blob(name, params[name], device)
         return optimized

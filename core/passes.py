@@ -11,6 +11,19 @@ net) still reads is never changed. ``kaffa.Predictor`` runs ``optimize`` by defa
   with ``s = gamma / sqrt(var + eps)`` per output channel.
 * ``fold_bias_add``: Conv or FC without a bias followed by an Add of a per-channel constant takes it
   as its bias (exporters often write the bias as a separate Add).
+* ``fuse_conv_activation``: Conv -> Relu | Clip, Conv -> Add(conv, Z) and Conv -> Add(conv, Z) ->
+  Relu | Clip become one ``FusedConv`` (Y = act(Conv(X, W, b) + Z)), so the output is written once
+  instead of two or three times. A 2-input Sum counts as an Add. The Add must add Z as it is (no
+  Caffe2 ``broadcast``/``axis``; shapes, where inference knows them, equal), every intermediate
+  value must be read only by the next op of the chain and be no net output, and nothing between
+  the Conv and the chain's last op may overwrite the Conv's inputs or Z: the FusedConv takes the
+  last op's place and output name. A Conv without a bias gets a zero bias when Z is fused.
+
+Passes that write an op not every backend has say so in ``needs_kernels`` (``fuse_conv_activation``:
+FusedConv). ``optimize(..., backend=name)`` skips those a backend lacks a kernel for (the kernel
+registry answers), so a net for opencl keeps its plain Conv ops; ``Predictor`` passes its device's
+backend. ``fuse_conv_activation`` also checks each Conv's own device (its DeviceOption, else the
+net's), so a net stamped for another backend, or one mixing devices, stays right with ``backend=None``.
 """
 
 from __future__ import annotations
@@ -19,25 +32,34 @@ from collections.abc import Callable, MutableMapping, Sequence
 
 import numpy as np
 
+from kaffa.errors import KaffaError
+from kaffa.plugins import registry
 from kaffa.proto import NetDef, OperatorDef
-from kaffa.schema import SCHEMAS
+from kaffa.schema import SCHEMAS, TensorInfo, make_argument
 
 Params = MutableMapping[str, np.ndarray]
 Pass = Callable[[NetDef, Params], NetDef]
 
-__all__ = ["DEFAULT_PASSES", "fold_batchnorm", "fold_bias_add", "optimize"]
+__all__ = [
+    "DEFAULT_PASSES",
+    "fold_batchnorm",
+    "fold_bias_add",
+    "fuse_conv_activation",
+    "has_kernels",
+    "optimize",
+]
 
 
 def _args(op: OperatorDef) -> dict:
     return SCHEMAS.get(op.type).parse_args(op.arg)
 
 
-def _fresh(params: Params, net: NetDef, base: str) -> str:
+def _fresh(params: Params, net: NetDef, base: str, suffix: str = "_folded") -> str:
     taken = set(params) | {n for op in net.op for n in (*op.input, *op.output)}
-    name, k = f"{base}_folded", 1
+    name, k = f"{base}{suffix}", 1
     while name in taken:
         k += 1
-        name = f"{base}_folded{k}"
+        name = f"{base}{suffix}{k}"
     return name
 
 
@@ -175,11 +197,178 @@ def fold_bias_add(net: NetDef, params: Params) -> NetDef:
     return _rebuild(net, replace) if replace else net
 
 
-DEFAULT_PASSES: tuple[Pass, ...] = (fold_batchnorm, fold_bias_add)
+# -- Conv + residual + activation fusion ------------------------------------------------------------
 
 
-def optimize(net: NetDef, params: Params, passes: Sequence[Pass] = DEFAULT_PASSES) -> NetDef:
-    """Run ``passes`` in order; parameters they create are added to ``params``."""
+def has_kernels(backend: str, ops: Sequence[str]) -> bool:
+    """Whether ``backend`` has a kernel (any engine) for every op type in ``ops``."""
+    kernels = registry().kernels
+    return all(kernels.engines(backend, op) for op in ops)
+
+
+def _op_backend(net: NetDef, op: OperatorDef) -> str | None:
+    """The backend the op runs on (its device, else the net's, else cpu); None if none serves it."""
+    opt = op.device_option if op.HasField("device_option") else net.device_option
+    try:
+        return registry().backend_for_type(opt.device_type).name
+    except KaffaError:
+        return None
+
+
+def _infer_infos(net: NetDef, params: Params) -> dict[str, TensorInfo]:
+    """Shapes as far as the parameters tell (net inputs unknown); an op that fails leaves its
+    outputs unknown. Cheap: one schema inference per op, nothing runs."""
+    info = {n: TensorInfo.of(v) for n, v in params.items()}
+    for op in net.op:
+        try:
+            schema = SCHEMAS.get(op.type)
+            ins = [info.get(n, TensorInfo()) for n in op.input]
+            outs = schema.infer_outputs(schema.parse_args(op.arg), ins, len(op.output))
+        except Exception:  # an op we cannot infer only leaves its outputs unknown
+            outs = [TensorInfo()] * len(op.output)
+        info.update(zip(op.output, outs))
+    return info
+
+
+def _same_shape(a: TensorInfo, b: TensorInfo, b_is_param: bool) -> bool:
+    """Whether adding b to a cannot broadcast, as far as the shapes are known. Both unknown (both
+    computed from the net's inputs) is taken as the same shape; one known and the other not, or a
+    known 1 facing an unknown dim, might broadcast; a parameter Z needs a fully known match."""
+    if a.shape is None or b.shape is None:
+        return a.shape is None and b.shape is None
+    if len(a.shape) != len(b.shape):
+        return False
+    if b_is_param:
+        return a.shape == b.shape
+    for x, y in zip(a.shape, b.shape):
+        if x is not None and y is not None:
+            if x != y:
+                return False
+        elif (x if x is not None else y) == 1:
+            return False
+    return True
+
+
+def _residual(net: NetDef, j: int, y: str, params: Params, infos: dict[str, TensorInfo]) -> str | None:
+    """Z when op j is a plain same-shape Add(y, Z) / Add(Z, y) / Sum(y, Z), else None."""
+    op = net.op[j]
+    if op.type not in ("Add", "Sum") or len(op.input) != 2 or len(op.output) != 1:
+        return None
+    if op.type == "Add" and (_args(op)["broadcast"] or any(a.name in ("axis", "axis_str") for a in op.arg)):
+        return None
+    if list(op.input).count(y) != 1:
+        return None
+    z = op.input[1] if op.input[0] == y else op.input[0]
+    if op.type == "Add" and not _same_shape(
+        infos.get(y, TensorInfo()), infos.get(z, TensorInfo()), z in params
+    ):
+        return None
+    return z
+
+
+def _activation(op: OperatorDef, y: str) -> dict | None:
+    """FusedConv's activation arguments for a Relu(y) / Clip(y), else None."""
+    if op.type not in ("Relu", "Clip") or list(op.input) != [y] or len(op.output) != 1:
+        return None
+    if op.type == "Relu":
+        return {"activation": "Relu"}
+    a = _args(op)
+    return {"activation": "Clip", "min": float(a["min"]), "max": float(a["max"])}
+
+
+def _rewritten(net: NetDef, names: set[str], lo: int, hi: int, skip: set[int]) -> bool:
+    """Whether an op in (lo, hi], other than those in ``skip``, writes one of ``names``."""
+    return any(k not in skip and names & set(net.op[k].output) for k in range(lo + 1, hi + 1))
+
+
+def _chain_ok(net: NetDef, chain: list[int], z: str | None) -> bool:
+    """Whether the FusedConv for ``chain`` (Conv, [Add], [activation]) can take its last op's place:
+    one device, and the Conv's inputs (and Z) still hold, there, what the Conv (and Add) read."""
+    conv, last = net.op[chain[0]], chain[-1]
+    if any(net.op[k].device_option != conv.device_option for k in chain[1:]):
+        return False  # each op stays where it was put
+    ins, skip = set(conv.input), set(chain)
+    if net.op[last].output[0] in ins or _rewritten(net, ins, chain[0], last, skip):
+        return False  # only Z may be overwritten in place by the fused output
+    return z is None or not _rewritten(net, {z}, chain[1], last, skip)
+
+
+def _fused(
+    net: NetDef, params: Params, chain: list[int], z: str | None, act: dict | None
+) -> OperatorDef | None:
+    """The FusedConv for ``chain``, or None when a missing bias cannot be sized."""
+    conv = net.op[chain[0]]
+    fused = OperatorDef()
+    fused.CopyFrom(conv)
+    fused.type = "FusedConv"
+    fused.output[0] = net.op[chain[-1]].output[0]
+    if z is not None:
+        if len(conv.input) == 2:  # Z sits after the bias: give the Conv a zero one
+            w = params.get(conv.input[1])
+            if w is None:
+                return None
+            b_name = _fresh(params, net, f"{conv.output[0]}_b", "_zero")
+            params[b_name] = np.zeros(w.shape[0], w.dtype)
+            fused.input.append(b_name)
+        fused.input.append(z)
+    for key, value in (act or {}).items():
+        fused.arg.append(make_argument(key, value))
+    return fused
+
+
+def fuse_conv_activation(net: NetDef, params: Params) -> NetDef:
+    replace: dict[int, OperatorDef | None] = {}
+    infos: dict[str, TensorInfo] | None = None
+    kernel_for: dict[str | None, bool] = {}
+    for i, conv in enumerate(net.op):
+        if conv.type != "Conv" or i in replace or len(conv.output) != 1:
+            continue
+        backend = _op_backend(net, conv)
+        if backend not in kernel_for:
+            kernel_for[backend] = backend is not None and has_kernels(backend, ("FusedConv",))
+        if not kernel_for[backend]:
+            continue
+        chain, z, act, y = [i], None, None, conv.output[0]
+        j = _single_use(net, i)
+        if j is not None and j not in replace and net.op[j].type in ("Add", "Sum"):
+            if infos is None:
+                infos = _infer_infos(net, params)
+            z = _residual(net, j, y, params, infos)
+            if z is not None:
+                chain.append(j)
+                y = net.op[j].output[0]
+                j = _single_use(net, j)
+        if j is not None and j not in replace:
+            act = _activation(net.op[j], y)
+            if act is not None:
+                chain.append(j)
+        if act is not None and len(chain) == 3 and not _chain_ok(net, chain, z):
+            chain.pop()  # Conv + Add alone may still fuse at the Add's place
+            act = None
+        if len(chain) == 1 or not _chain_ok(net, chain, z):
+            continue
+        fused = _fused(net, params, chain, z, act)
+        if fused is None:
+            continue
+        for k in chain:
+            replace[k] = None
+        replace[chain[-1]] = fused
+    return _rebuild(net, replace) if replace else net
+
+
+fuse_conv_activation.needs_kernels = ("FusedConv",)  # type: ignore[attr-defined]
+
+DEFAULT_PASSES: tuple[Pass, ...] = (fold_batchnorm, fold_bias_add, fuse_conv_activation)
+
+
+def optimize(
+    net: NetDef, params: Params, passes: Sequence[Pass] = DEFAULT_PASSES, backend: str | None = None
+) -> NetDef:
+    """Run ``passes`` in order; parameters they create are added to ``params``. With ``backend``,
+    a pass whose ``needs_kernels`` that backend lacks is skipped."""
     for p in passes:
+        needed = getattr(p, "needs_kernels", ())
+        if backend is not None and needed and not has_kernels(backend, needed):
+            continue
         net = p(net, params)
     return net
