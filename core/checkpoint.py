@@ -424,6 +424,8 @@ class Predictor:
         made = {o for op in init.ops for o in op.output}
         if optimize:
             self._proto = self._optimized(self._proto, made, device)
+        if workspace is None:
+            self._freeze_parameters()
         self.input_names = [b for b in dict.fromkeys(self._proto.external_input) if b not in made]
         self.output_names = list(self._proto.external_output)
         self._created = False
@@ -442,6 +444,17 @@ class Predictor:
         for name in set(params) - before:
             self.workspace.feed_blob(name, params[name], device)
         return optimized
+
+    def _freeze_parameters(self) -> None:
+        """Mark the host parameter arrays of the Predictor's own workspace read-only: kernels may
+        then keep data derived from them between runs (the cpu Conv's Winograd filter transforms).
+        Only the Predictor reaches this workspace's arrays (feed_blob copies in, fetch_blob copies
+        out); a Predictor given a workspace leaves it alone, since training may share it."""
+        produced = {o for op in self._proto.op for o in op.output}
+        for name in set(self._proto.external_input) - produced:
+            value = self.workspace._blobs.get(name)
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
 
     def run(self, inputs: Sequence[Any] | Mapping[str, Any]) -> list[np.ndarray]:
         if isinstance(inputs, Mapping):

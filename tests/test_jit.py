@@ -71,34 +71,6 @@ def test_depthwise_matches_numpy(geometry, dtype, act, with_z):
     np.testing.assert_allclose(y, want, rtol=tol, atol=tol * 10)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_max_pool_matches_numpy_and_lets_nan_win(dtype):
-    rng = np.random.default_rng(0)
-    for kern, strides, pads, dil in [
-        ((3, 3), (2, 2), (1, 1), (1, 1)),
-        ((2, 3), (1, 2), (0, 2), (2, 1)),
-        ((1, 1), (3, 3), (0, 0), (1, 1)),
-        ((3, 2), (2, 3), (2, 1), (1, 2)),
-    ]:
-        x = rng.standard_normal((3, 12, 11)).astype(dtype)
-        x[1, 4, 5] = np.nan
-        xp = np.pad(x, ((0, 0), (pads[0], pads[0]), (pads[1], pads[1])), constant_values=-np.inf)
-        oh = (xp.shape[1] - (kern[0] - 1) * dil[0] - 1) // strides[0] + 1
-        ow = (xp.shape[2] - (kern[1] - 1) * dil[1] - 1) // strides[1] + 1
-        want = np.full((3, oh, ow), -np.inf, dtype)
-        for a, e in itertools.product(range(kern[0]), range(kern[1])):
-            r0, c0 = a * dil[0], e * dil[1]
-            tap = xp[
-                :,
-                r0 : r0 + (oh - 1) * strides[0] + 1 : strides[0],
-                c0 : c0 + (ow - 1) * strides[1] + 1 : strides[1],
-            ]
-            want = np.maximum(want, tap)
-        y = np.empty_like(want)
-        jit.max_pool(x, y, kern, strides, pads, dil)
-        np.testing.assert_array_equal(y, want)
-
-
 @pytest.mark.parametrize("act", [jit.ACT_NONE, jit.ACT_RELU, jit.ACT_CLIP])
 def test_epilogue_matches_numpy(act):
     rng = np.random.default_rng(act)
@@ -121,8 +93,8 @@ def test_epilogue_matches_numpy(act):
 
 
 def test_numpy_paths_pass_conformance_without_numba():
-    """With KAFFA_DISABLE_JIT=1 the Conv, FusedConv and MaxPool kernels take their numpy paths;
-    they must pass the same conformance cases."""
+    """With KAFFA_DISABLE_JIT=1 the Conv and FusedConv kernels take their numpy paths (and no
+    Winograd); they must pass the same conformance cases."""
     env = {**os.environ, "KAFFA_DISABLE_JIT": "1"}
     probe = subprocess.run(
         [sys.executable, "-c", "from kaffa_cpu.kernels import jit; print(jit.AVAILABLE)"],
@@ -132,7 +104,7 @@ def test_numpy_paths_pass_conformance_without_numba():
         check=True,
     )
     assert probe.stdout.strip() == "False"
-    ops = ["Conv", "FusedConv", "MaxPool"]
+    ops = ["Conv", "FusedConv"]
     cmd = [sys.executable, "-m", "kaffa.cli", "conformance", "--backend", "cpu"]
     for op in ops:
         cmd += ["--op", op]
@@ -174,3 +146,80 @@ def test_conv_scratch_buffers_never_leak_between_paddings():
         ws.run_net("paddings")
         for out, inp, pads in cases:
             np.testing.assert_allclose(ws.fetch_blob(out), conv_ref(inp, w, pads), rtol=1e-5, atol=1e-5)
+
+
+WINOGRAD_SHAPES = [
+    # (C, M, H, W, pads t, l, b, r): sizes inside the Winograd window (14x14 .. 28x28 outputs),
+    # odd ones (a half tile at the edge) and asymmetric padding
+    (3, 5, 14, 14, (1, 1, 1, 1)),
+    (4, 6, 15, 17, (1, 1, 1, 1)),
+    (2, 3, 18, 16, (0, 2, 1, 0)),
+    (5, 4, 30, 30, (0, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("shape", WINOGRAD_SHAPES, ids=lambda s: "x".join(map(str, s[:4])))
+@pytest.mark.parametrize("act", [jit.ACT_NONE, jit.ACT_RELU, jit.ACT_CLIP])
+def test_winograd_matches_im2col(shape, act):
+    """A read-only 3x3 filter takes the Winograd path; the same filter writable takes im2col."""
+    from kaffa.ops.geometry import Window
+    from kaffa_cpu.kernels import nn
+
+    c, m, h, wd, pads = shape
+    rng = np.random.default_rng(c * m)
+    x = rng.standard_normal((2, c, h, wd)).astype(np.float32)
+    frozen = rng.standard_normal((m, c, 3, 3)).astype(np.float32)
+    frozen.flags.writeable = False
+    b = rng.standard_normal(m).astype(np.float32)
+    win = Window((3, 3), (1, 1), (1, 1), pads[:2], pads[2:])
+    outs, begins, ends = win.resolve((h, wd))
+    assert nn._winograd_ok(x, frozen, win, outs)
+    z = rng.standard_normal((2, m, *outs)).astype(np.float32)
+    args = (1, win, outs, begins, ends, (act, -0.5, 0.75))
+    for _ in range(2):  # the second run uses the cached filter transform
+        got = nn._conv_nchw(x, frozen, b, z, *args)
+        want = nn._conv_nchw(x, frozen.copy(), b, z, *args)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+
+
+def test_winograd_only_for_frozen_filters():
+    """A writable filter may change in place between runs, so it never uses a cached transform."""
+    from kaffa.ops.geometry import Window
+    from kaffa_cpu.kernels import nn
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 2, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    win = Window((3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
+    outs, begins, ends = win.resolve((16, 16))
+    assert not nn._winograd_ok(x, w, win, outs)
+    first = nn._conv_nchw(x, w, None, None, 1, win, outs, begins, ends, (0, 0.0, 0.0))
+    w *= 2  # in place, as a training step may
+    second = nn._conv_nchw(x, w, None, None, 1, win, outs, begins, ends, (0, 0.0, 0.0))
+    np.testing.assert_allclose(second, 2 * first, rtol=1e-5, atol=1e-5)
+
+
+def test_predictor_freezes_only_its_own_parameters():
+    import kaffa
+    from kaffa import Workspace
+    from kaffa.checkpoint import fill_op
+    from kaffa.core import Net
+    from kaffa.proto import NetDef
+
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    init = NetDef(name="init")
+    init.op.append(fill_op("w", w))
+    net = Net("pred")
+    net.Conv(["x", "w"], "y", pad=1)
+    pred = net.Proto()
+    pred.external_input[:] = ["x", "w"]
+    pred.external_output[:] = ["y"]
+    x = rng.standard_normal((1, 3, 16, 16)).astype(np.float32)
+    own = kaffa.Predictor(init, pred)
+    assert not own.workspace._blobs["w"].flags.writeable
+    shared = Workspace()
+    kaffa.Predictor(init, pred, workspace=shared)
+    assert shared._blobs["w"].flags.writeable  # training may share this workspace
+    (y,) = own.run([x])
+    assert y.shape == (1, 4, 16, 16)

@@ -358,6 +358,80 @@ def _conv2d_gemm(
     return y
 
 
+# Winograd F(2x2, 3x3) (Lavin & Gray): a 3x3 stride-1 convolution as 16 GEMMs over 4x4 input
+# tiles, 2.25x fewer multiplications than im2col's GEMM and no column matrix. The filter transform
+# is computed once per weight array and kept, so it is used only for read-only weights (the
+# Predictor freezes its parameters): a writable filter may change in place between runs.
+_WINO_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+# Where it wins, measured on ResNet-18's layers (2 cores): below 14x14 output pixels the 16 thin
+# GEMMs lose to one im2col GEMM; above 28x28 the transforms' scattered 16-plane writes and reads
+# cost more than the GEMM saves.
+_WINOGRAD_PIXELS = (14 * 14, 28 * 28)
+_WINO_FILTERS: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_WINO_LOCK = threading.Lock()
+
+
+def _winograd_filter(w: np.ndarray) -> np.ndarray:
+    """U [16, M, C] = G g Gᵀ of every 3x3 filter g of a read-only w, cached by the array (the
+    entry holds the array itself, so its id cannot be reused while cached)."""
+    with _WINO_LOCK:
+        hit = _WINO_FILTERS.get(id(w))
+        if hit is not None and hit[0] is w:
+            _WINO_FILTERS.move_to_end(id(w))
+            return hit[1]
+    u = np.einsum("ai,mcij,bj->abmc", _WINO_G, w.astype(np.float64), _WINO_G)
+    u = np.ascontiguousarray(u.reshape(16, *w.shape[:2]), w.dtype)
+    with _WINO_LOCK:
+        _WINO_FILTERS[id(w)] = (w, u)
+        while len(_WINO_FILTERS) > 512:
+            _WINO_FILTERS.popitem(last=False)
+    return u
+
+
+def _winograd_ok(x: np.ndarray, w: np.ndarray, win: Window, outs: Sequence[int]) -> bool:
+    return (
+        jit.AVAILABLE
+        and not w.flags.writeable
+        and w.shape[2:] == (3, 3)
+        and win.strides == (1, 1)
+        and win.dilations == (1, 1)
+        and _WINOGRAD_PIXELS[0] <= outs[0] * outs[1] <= _WINOGRAD_PIXELS[1]
+    )
+
+
+def _conv2d_winograd(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    z: np.ndarray | None,
+    outs: Sequence[int],
+    begins: Sequence[int],
+    act: tuple[int, float, float],
+) -> np.ndarray:
+    """act(conv(x, w) + b + z) for a 3x3 stride-1 filter by Winograd F(2x2, 3x3): [N, M, *outs]."""
+    n, c, h, wd = x.shape
+    m, dt = w.shape[0], x.dtype
+    u = _winograd_filter(w)
+    (oh, ow), th, tw = outs, (outs[0] + 1) // 2, (outs[1] + 1) // 2
+    bias = np.zeros(m, dt) if b is None else np.ascontiguousarray(b.reshape(m), dt)
+    y = np.empty((n, m, oh, ow), dt)
+    ptag = f"wpad{tuple(begins)}{(h, wd)}"  # the zero border must be exactly the padding
+    xp = _SCRATCH.take((c, 2 * th + 2, 2 * tw + 2), dt, True, ptag)
+    v = _SCRATCH.take((16, c, th * tw), dt, False, "wino_v")
+    mt = _SCRATCH.take((16, m, th * tw), dt, False, "wino_m")
+    try:
+        for i in range(n):
+            xp[:, begins[0] : begins[0] + h, begins[1] : begins[1] + wd] = x[i]
+            jit.winograd_input(xp, v, (th, tw))
+            np.matmul(u, v, out=mt)
+            jit.winograd_output(mt, y[i], bias, None if z is None else z[i], tw, *act)
+    finally:
+        _SCRATCH.give(xp, ptag)
+        _SCRATCH.give(v, "wino_v")
+        _SCRATCH.give(mt, "wino_m")
+    return y
+
+
 def _epilogue_numpy(
     y: np.ndarray, b: np.ndarray | None, z: np.ndarray | None, act: int, lo: float, hi: float
 ) -> None:
@@ -409,6 +483,9 @@ def _conv_nchw(
             zi = None if zf is None else zf[i].reshape(m, *outs)
             jit.depthwise(xc[i], filt, bias, zi, y[i], win.strides, begins, win.dilations, *act)
         return y
+    if fast and group == 1 and w.dtype == wt and _winograd_ok(x, w, win, outs):
+        zi = None if zf is None else zf.reshape(n, m, *outs)
+        return _conv2d_winograd(np.ascontiguousarray(x), w, b, zi, outs, begins, act)
     if fast and group == 1:
         y = _conv2d_gemm(np.ascontiguousarray(x), w, win, outs, begins, ends)
     else:
@@ -560,13 +637,6 @@ def _pool(ctx: KernelContext, combine: np.ufunc, pad_value: float, average: bool
             win = windows[nsp] = Window.from_args(args, nsp)
         sizes = tuple(x.shape[first : first + nsp])
         outs, begins, ends = _resolve(win, sizes)
-        if jit.AVAILABLE and not average and nchw and nsp == 2 and x.dtype in (F32, F64):
-            # One compiled pass over the windows instead of prod(kernel) full-size ufunc passes.
-            y = np.empty((*x.shape[:2], *outs), x.dtype)
-            xc = np.ascontiguousarray(x)
-            for i in range(x.shape[0]):
-                jit.max_pool(xc[i], y[i], win.kernels, win.strides, begins, win.dilations)
-            return (y,)
         pad = pad_value if x.dtype.kind == "f" or average else np.iinfo(x.dtype).min
         xp = _pad(x, first, begins, ends, pad, work_dtype(x.dtype))
         taps = _tap_slices(win, outs, first, x.ndim)
