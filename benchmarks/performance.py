@@ -278,7 +278,9 @@ def markdown(doc: dict[str, Any]) -> str:
             else "off (numba not installed or KAFFA_DISABLE_JIT set: numpy paths)"
         ),
         "",
-        "Regenerate with `python benchmarks/performance.py` (a minute or two; `--quick` for a smoke run).",
+        "Regenerate with `python benchmarks/performance.py` (a minute or two; `--quick` for a smoke run). "
+        "How the cpu backend runs these models, and where the time goes: "
+        "[cpu-performance.md](cpu-performance.md).",
         "",
     ]
     return "\n".join(lines)

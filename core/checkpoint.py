@@ -35,6 +35,7 @@ from kaffa import tensor as _tensor
 from kaffa.core import BlobReference, Net
 from kaffa.errors import KaffaError, ModelFormatError
 from kaffa.model_helper import ModelHelper, extract_predictor_net
+from kaffa.net import NetBenchmark
 from kaffa.proto import NetDef, OperatorDef, TensorProto, TensorProtos
 from kaffa.schema import make_argument
 from kaffa.workspace import Workspace
@@ -483,6 +484,18 @@ class Predictor:
         return [np.asarray(self.workspace.fetch_blob(o)) for o in self.output_names]
 
     __call__ = run
+
+    def benchmark(
+        self,
+        inputs: Sequence[Any] | Mapping[str, Any],
+        warmup: int = 1,
+        iters: int = 10,
+        per_op: bool = False,
+    ) -> NetBenchmark:
+        """Feed ``inputs`` and run once, then time the predict net alone (no feeds or fetches):
+        a ``kaffa.net.NetBenchmark``; ``print()`` it for the time per op type and the slowest ops."""
+        self.run(inputs)
+        return self.workspace.benchmark_net(self._proto.name, warmup, iters, per_op)
 
     @property
     def placement_report(self) -> Any:

@@ -16,6 +16,7 @@ only when every op has succeeded, so a failed run leaves the workspace as it was
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent import futures
@@ -405,8 +406,60 @@ def _copy_fn(reg: Registry, src: Device, dst: Device) -> Any:
     return lambda x: (db.from_host(sb.to_host(x, src.index), dst.index),)
 
 
+@dataclass(frozen=True)
+class OpTime:
+    """One op's mean time per run in a ``Net.benchmark`` (index -1: a copy the planner inserted)."""
+
+    index: int
+    op_type: str
+    name: str
+    ran_on: str
+    ms: float
+    input_shapes: tuple[tuple[int, ...] | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetBenchmark:
+    """What ``Net.benchmark`` measured: the whole net's mean time per run and, with ``per_op``,
+    each op's (Caffe2's ``workspace.BenchmarkNet``; ``as_caffe2()`` gives its list)."""
+
+    net: str
+    iters: int
+    total_ms: float
+    ops: tuple[OpTime, ...] = ()
+
+    def as_caffe2(self) -> list[float]:
+        """[ms per run, then ms per op in net order], as Caffe2's BenchmarkNet returns."""
+        return [self.total_ms, *(o.ms for o in self.ops)]
+
+    def by_type(self) -> list[tuple[str, int, float]]:
+        """(op type, count, ms per run) summed over the ops of each type, slowest first."""
+        acc: dict[str, list[float]] = {}
+        for o in self.ops:
+            entry = acc.setdefault(o.op_type, [0, 0.0])
+            entry[0] += 1
+            entry[1] += o.ms
+        return sorted(((t, int(n), ms) for t, (n, ms) in acc.items()), key=lambda r: -r[2])
+
+    def __str__(self) -> str:
+        lines = [f"net '{self.net}': {self.total_ms:.3f} ms per run (mean of {self.iters})"]
+        if self.ops:
+            timed = sum(o.ms for o in self.ops)
+            lines.append(f"  per op type (sum {timed:.3f} ms; the rest is the executor loop):")
+            for t, n, ms in self.by_type():
+                lines.append(f"    {t:<24} x{n:<4} {ms:9.3f} ms  {100 * ms / max(timed, 1e-12):5.1f}%")
+            lines.append("  slowest ops:")
+            for o in sorted(self.ops, key=lambda o: -o.ms)[:10]:
+                label = f"#{o.index} {o.op_type}" + (f" '{o.name}'" if o.name else "")
+                shapes = ", ".join("?" if s is None else "x".join(map(str, s)) for s in o.input_shapes)
+                lines.append(f"    {label:<32} {o.ran_on:<8} {o.ms:9.3f} ms  [{shapes}]")
+        return "\n".join(lines)
+
+
 class Net:
     """A net created in a workspace: planned, bound, ready to run many times."""
+
+    _sequential = False  # set by benchmark(per_op=True): time ops one by one
 
     def __init__(self, netdef: NetDef, workspace: Workspace, policy: str = FALLBACK):
         if policy not in (FALLBACK, STRICT):
@@ -470,7 +523,7 @@ class Net:
             slots[s] = blobs[name]
         step = None
         try:
-            if self._workers > 1 and len(plan.steps) > 1:
+            if self._workers > 1 and len(plan.steps) > 1 and not self._sequential:
                 self._run_dag(plan, slots)
             else:
                 for fn, get, out, outs, step in plan.fast:  # noqa: B007 (step: for the error report)
@@ -496,6 +549,59 @@ class Net:
                 )
             blobs[name] = v
             devices[name] = dev
+
+    def benchmark(self, warmup: int = 1, iters: int = 10, per_op: bool = False) -> NetBenchmark:
+        """Run the net ``warmup`` times, then time ``iters`` runs; with ``per_op``, time every op
+        over ``iters`` more runs (sequentially, whatever the executor). The hot loop itself is
+        untouched: the per-op timers wrap the bound kernels only while this runs."""
+        if iters < 1 or warmup < 0:
+            raise ValueError(f"benchmark needs iters >= 1 and warmup >= 0, got {iters} and {warmup}")
+        for _ in range(warmup):
+            self.run()
+        start = time.perf_counter()
+        for _ in range(iters):
+            self.run()
+        total = (time.perf_counter() - start) / iters * 1e3
+        if not per_op:
+            return NetBenchmark(self.name, iters, total)
+        plan = self._plan
+        sums = [0.0] * len(plan.fast)
+        shapes: list[tuple[tuple[int, ...] | None, ...]] = [()] * len(plan.fast)
+
+        def timed(k: int, fn: Any) -> Any:
+            def call(*args: Any) -> Any:
+                shapes[k] = tuple(tuple(a.shape) if hasattr(a, "shape") else None for a in args)
+                t = time.perf_counter()
+                try:
+                    return fn(*args)
+                finally:
+                    sums[k] += time.perf_counter() - t
+
+            return call
+
+        original = plan.fast
+        plan.fast = [(timed(k, f[0]), *f[1:]) for k, f in enumerate(original)]
+        self._sequential = True
+        try:
+            for _ in range(iters):
+                self.run()
+        finally:
+            plan.fast = original
+            self._sequential = False
+        report = self.placement_report
+        where = {p.index: p.ran_on for p in report.placements}
+        ops = tuple(
+            OpTime(
+                meta.index,
+                meta.op_type,
+                meta.op_name,
+                where.get(meta.index, str(meta.device)),
+                t / iters * 1e3,
+                sh,
+            )
+            for (_, _, _, _, (_, _, _, meta)), t, sh in zip(original, sums, shapes)
+        )
+        return NetBenchmark(self.name, iters, total, ops)
 
     @property
     def _workers(self) -> int:

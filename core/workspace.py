@@ -16,7 +16,7 @@ import numpy as np
 from kaffa import tensor as _tensor
 from kaffa.device import HOST, Device
 from kaffa.errors import DeviceError, KaffaError, MissingBlobError, ModelFormatError
-from kaffa.net import FALLBACK, STRICT, Net, PlacementReport
+from kaffa.net import FALLBACK, STRICT, Net, NetBenchmark, PlacementReport
 from kaffa.plugins import registry
 from kaffa.proto import DeviceOption, NetDef, OperatorDef, TensorProto
 from kaffa.schema import TensorInfo
@@ -159,6 +159,13 @@ class Workspace:
         for _ in range(num_iter):
             net.run()
 
+    def benchmark_net(
+        self, name: Any, warmup: int = 1, iters: int = 10, per_op: bool = False
+    ) -> NetBenchmark:
+        """Time a created net (Caffe2's ``workspace.BenchmarkNet``): mean ms per run and, with
+        ``per_op``, per op; print the result for a table by op type and the slowest ops."""
+        return self.get_net(name).benchmark(warmup, iters, per_op)
+
     def get_net(self, name: Any) -> Net:
         key = name if isinstance(name, str) else _as_netdef(name).name
         try:
@@ -249,6 +256,10 @@ def blobs() -> list[str]:
 
 def create_net(net: Any, overwrite: bool = False, policy: str | None = None) -> Net:
     return current_workspace().create_net(net, overwrite, policy)
+
+
+def benchmark_net(name: Any, warmup: int = 1, iters: int = 10, per_op: bool = False) -> NetBenchmark:
+    return current_workspace().benchmark_net(name, warmup, iters, per_op)
 
 
 def run_net(name: Any, num_iter: int = 1) -> None:
