@@ -310,7 +310,8 @@ class _Scratch:
 
 
 _SCRATCH = _Scratch(limit=4 * COLS_BUDGET_BYTES)
-# Samples are batched into one GEMM until it has this many columns (7x7 maps make thin GEMMs).
+# Maps with fewer output pixels than this are convolved many samples per GEMM (7x7 maps make thin
+# GEMMs); larger ones one sample per GEMM.
 _GEMM_MIN_COLUMNS = 1024
 
 
@@ -327,25 +328,29 @@ def _conv2d_gemm(
     if kh == kw == 1 and sh == sw == 1 and not any(begins) and not any(ends):
         np.matmul(filt, x.reshape(n, c, op), out=y)  # a 1x1 filter: the input is the column matrix
         return y
-    cnt = max(1, min(n, -(-_GEMM_MIN_COLUMNS // op), COLS_BUDGET_BYTES // (ck * op * dt.itemsize) or 1))
+    # Large maps: one sample per GEMM (no transposed copy of the output). Small maps: as many
+    # samples as the column budget allows in one GEMM (thin GEMMs and Python loops cost more).
+    cnt = 1 if op >= _GEMM_MIN_COLUMNS else max(1, min(n, COLS_BUDGET_BYTES // (ck * op * dt.itemsize)))
     padded = any(begins) or any(ends)
     hp, wp = h + begins[0] + ends[0], wd + begins[1] + ends[1]
     # Keyed by where the image sits and its size: the zero border must be exactly the padding.
     ptag = f"pad{tuple(begins)}{(h, wd)}"
-    xp = _SCRATCH.take((c, hp, wp), dt, True, ptag) if padded else None
+    xp = _SCRATCH.take((cnt, c, hp, wp), dt, True, ptag) if padded else None
     cols = _SCRATCH.take((c, kh, kw, cnt, oh, ow), dt, False, "cols")
     inner = (slice(None), slice(begins[0], begins[0] + h), slice(begins[1], begins[1] + wd))
     try:
         for s in range(0, n, cnt):
             k = min(cnt, n - s)
-            for j in range(k):
-                if xp is not None:
-                    xp[inner] = x[s + j]  # the border stays zero from the buffer's creation
-                src = x[s + j] if xp is None else xp
-                for a in range(kh):
-                    rows = slice(a * dh, a * dh + (oh - 1) * sh + 1, sh)
-                    for b in range(kw):
-                        cols[:, a, b, j] = src[:, rows, b * dw : b * dw + (ow - 1) * sw + 1 : sw]
+            src = x[s : s + k]
+            if xp is not None:
+                xp[:k][(slice(None), *inner)] = src  # the border stays zero from the buffer's creation
+                src = xp[:k]
+            # One copy per kernel tap for the whole chunk of samples: [k, C, ...] -> [C, k, ...].
+            for a in range(kh):
+                rows = slice(a * dh, a * dh + (oh - 1) * sh + 1, sh)
+                for b in range(kw):
+                    tap = src[:, :, rows, b * dw : b * dw + (ow - 1) * sw + 1 : sw]
+                    cols[:, a, b, :k] = tap.transpose(1, 0, 2, 3)
             if k == 1:
                 np.matmul(filt, cols.reshape(ck, cnt * op)[:, :op], out=y[s])
             else:
