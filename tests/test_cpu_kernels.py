@@ -395,3 +395,22 @@ def test_constant_and_given_fills():
     assert h.dtype == np.float16 and h.tolist() == [[0.5], [1.5]]
     with pytest.raises(ShapeError, match="3 values"):
         run_op("GivenTensorFill", [], shape=[2, 2], values=[1.0, 2.0, 3.0])
+
+
+def test_given_tensor_fill_values_parse_as_arrays_exactly():
+    """GivenTensor*Fill's values (bulk: millions of numbers in init nets) parse to numpy arrays
+    straight from protobuf's buffer, with every value kept (float32 bits, large int64s)."""
+    from kaffa.checkpoint import fill_op
+    from kaffa.schema import SCHEMAS
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 3, 3, 3)).astype(np.float32)
+    big = np.array([2**62 + 1, -(2**61) - 3, 7], dtype=np.int64)
+    for value in (w, big):
+        op = fill_op("p", value)
+        args = SCHEMAS.get(op.type).parse_args(op.arg)
+        assert isinstance(args["values"], np.ndarray)
+        np.testing.assert_array_equal(args["values"].astype(value.dtype), value.reshape(-1))
+        ws = kaffa.Workspace()
+        ws.run_operator_once(op)
+        np.testing.assert_array_equal(ws.fetch_blob("p"), value)

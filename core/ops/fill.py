@@ -136,7 +136,7 @@ for _name, _arg_type, _dtype in (
     ("GivenTensorInt64Fill", ArgType.INTS, np.dtype(np.int64)),
     ("GivenTensorBoolFill", ArgType.INTS, np.dtype(np.bool_)),
 ):
-    _extra = [Arg("values", _arg_type, [], "the elements, row-major")]
+    _extra = [Arg("values", _arg_type, [], "the elements, row-major", bulk=True)]
     if _name == "GivenTensorFill":
         _extra.append(Arg("dtype", ArgType.DTYPE, F32, "output dtype"))
     _fill_op(
