@@ -63,13 +63,19 @@ def loss_and_grads(build: Any, feeds: dict[str, np.ndarray], wrt: list[str] | No
 
 
 def check_against_finite_differences(
-    build: Any, feeds: dict[str, np.ndarray], wrt: list[str], h: float = 1e-6
+    build: Any,
+    feeds: dict[str, np.ndarray],
+    wrt: list[str],
+    h: float = 1e-6,
+    rtol: float = 1e-5,
+    atol: float = 1e-7,
 ):
-    """The net's gradients of ``loss`` for ``wrt`` match central differences (float64 feeds)."""
+    """The net's gradients of ``loss`` for ``wrt`` match central differences (float64 feeds), in
+    the input's shape and dtype."""
     _, grads = loss_and_grads(build, feeds, wrt)
     for name in wrt:
         x = feeds[name]
-        assert grads[name].shape == x.shape, name
+        assert grads[name].shape == x.shape and grads[name].dtype == x.dtype, name
         fd = np.zeros_like(x)
         for idx in np.ndindex(x.shape):
             plus, minus = dict(feeds), dict(feeds)
@@ -77,4 +83,4 @@ def check_against_finite_differences(
             plus[name][idx] += h
             minus[name][idx] -= h
             fd[idx] = (loss_and_grads(build, plus)[0] - loss_and_grads(build, minus)[0]) / (2 * h)
-        np.testing.assert_allclose(grads[name], fd, rtol=1e-5, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(grads[name], fd, rtol=rtol, atol=atol, err_msg=name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from optest import check_against_finite_differences
 
 from kaffa import Net, Workspace
 from kaffa.errors import SchemaError, ShapeError
@@ -13,46 +14,6 @@ from kaffa.errors import SchemaError, ShapeError
 
 def _types(net: Net) -> list[str]:
     return [op.type for op in net.Proto().op]
-
-
-def _loss_and_grads(
-    build, feeds: dict[str, np.ndarray], wrt: list[str]
-) -> tuple[float, dict[str, np.ndarray]]:
-    net = Net("g")
-    build(net)
-    # A float64 seed: the default ConstantFill seed is float32.
-    grads = net.add_gradient_ops({"loss": "seed"})
-    ws = Workspace()
-    for k, v in feeds.items():
-        ws.feed_blob(k, v)
-    ws.feed_blob("seed", np.array(1.0))
-    ws.run_net_once(net)
-    return float(ws.fetch_blob("loss")), {k: ws.fetch_blob(str(grads[k])) for k in wrt}
-
-
-def _loss(build, feeds: dict[str, np.ndarray]) -> float:
-    net = Net("f")
-    build(net)
-    ws = Workspace()
-    for k, v in feeds.items():
-        ws.feed_blob(k, v)
-    ws.run_net_once(net)
-    return float(ws.fetch_blob("loss"))
-
-
-def _check_against_finite_differences(build, feeds, wrt, h=1e-6):
-    _, grads = _loss_and_grads(build, feeds, wrt)
-    for name in wrt:
-        x = feeds[name]
-        assert grads[name].shape == x.shape, name
-        fd = np.zeros_like(x)
-        for idx in np.ndindex(x.shape):
-            plus, minus = dict(feeds), dict(feeds)
-            plus[name], minus[name] = x.copy(), x.copy()
-            plus[name][idx] += h
-            minus[name][idx] -= h
-            fd[idx] = (_loss(build, plus) - _loss(build, minus)) / (2 * h)
-        np.testing.assert_allclose(grads[name], fd, rtol=1e-5, atol=1e-7, err_msg=name)
 
 
 def test_broadcast_bias_and_scale_gradients_are_summed_back():
@@ -73,7 +34,7 @@ def test_broadcast_bias_and_scale_gradients_are_summed_back():
         "c": np.array(0.5),
         "d": rng.uniform(1, 2, size=(3,)),
     }
-    _check_against_finite_differences(build, feeds, ["x", "b", "s", "c", "d"])
+    check_against_finite_differences(build, feeds, ["x", "b", "s", "c", "d"])
 
 
 def test_variadic_and_matrix_gradients():
@@ -97,7 +58,7 @@ def test_variadic_and_matrix_gradients():
         "w0": np.array([0.7]),
         "w1": np.array(-1.3),
     }
-    _check_against_finite_differences(build, feeds, ["a", "w", "v", "k2", "w0", "w1"])
+    check_against_finite_differences(build, feeds, ["a", "w", "v", "k2", "w0", "w1"])
 
 
 def test_sum_passes_the_gradient_through_without_ops():
@@ -163,7 +124,7 @@ def test_in_place_uses_whose_gradient_only_needs_shapes_work():
         "y": rng.normal(size=(3, 4)),
         "w": np.array([0.5]),
     }
-    _check_against_finite_differences(build, feeds, ["p", "b", "c", "d", "y"])
+    check_against_finite_differences(build, feeds, ["p", "b", "c", "d", "y"])
 
 
 def test_weighted_sum_runs_the_sgd_update_in_place():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from optest import check_against_finite_differences
 
 from kaffa import Net, Workspace
 from kaffa.errors import KaffaError, SchemaError, ShapeError
@@ -22,26 +23,6 @@ def _run(build, feeds: dict[str, np.ndarray], wrt: list[str] = (), loss: str | N
     ws.feed_blob("seed", np.array(1.0))
     ws.run_net_once(net)
     return ws, grads
-
-
-def _loss(build, feeds) -> float:
-    ws, _ = _run(build, feeds)
-    return float(ws.fetch_blob("loss"))
-
-
-def _check_against_finite_differences(build, feeds, wrt, h=1e-6):
-    ws, grads = _run(build, feeds, wrt)
-    for name in wrt:
-        x, g = feeds[name], ws.fetch_blob(str(grads[name]))
-        assert g.shape == x.shape and g.dtype == x.dtype, name
-        fd = np.zeros_like(x)
-        for idx in np.ndindex(x.shape):
-            plus, minus = dict(feeds), dict(feeds)
-            plus[name], minus[name] = x.copy(), x.copy()
-            plus[name][idx] += h
-            minus[name][idx] -= h
-            fd[idx] = (_loss(build, plus) - _loss(build, minus)) / (2 * h)
-        np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
 def test_a_chain_of_layout_ops_differentiates():
@@ -66,7 +47,7 @@ def test_a_chain_of_layout_ops_differentiates():
         net.Add(["s1", "s2"], "loss")
 
     feeds = {"emb": rng.normal(size=(5, 3, 4)), "ids": np.array([1, 1]), "w": rng.normal(size=(5, 3))}
-    _check_against_finite_differences(build, feeds, ["emb", "w"])
+    check_against_finite_differences(build, feeds, ["emb", "w"], rtol=1e-6, atol=1e-8)
 
 
 def test_unused_split_parts_get_zero_gradients():
@@ -92,7 +73,7 @@ def test_concat_and_reshape_without_their_second_output_differentiate():
         net.SumElements("r2", "loss")
 
     feeds = {"x": rng.normal(size=(2, 1, 3)), "y": rng.normal(size=(2, 4, 3))}
-    _check_against_finite_differences(build, feeds, ["x", "y"])
+    check_against_finite_differences(build, feeds, ["x", "y"], rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize(
