@@ -35,7 +35,7 @@ import numpy as np
 from kaffa.errors import KaffaError
 from kaffa.plugins import registry
 from kaffa.proto import NetDef, OperatorDef
-from kaffa.schema import SCHEMAS, TensorInfo, make_argument
+from kaffa.schema import SCHEMAS, TensorInfo, infer_net, make_argument
 
 Params = MutableMapping[str, np.ndarray]
 Pass = Callable[[NetDef, Params], NetDef]
@@ -215,21 +215,6 @@ def _op_backend(net: NetDef, op: OperatorDef) -> str | None:
         return None
 
 
-def _infer_infos(net: NetDef, params: Params) -> dict[str, TensorInfo]:
-    """Shapes as far as the parameters tell (net inputs unknown); an op that fails leaves its
-    outputs unknown. Cheap: one schema inference per op, nothing runs."""
-    info = {n: TensorInfo.of(v) for n, v in params.items()}
-    for op in net.op:
-        try:
-            schema = SCHEMAS.get(op.type)
-            ins = [info.get(n, TensorInfo()) for n in op.input]
-            outs = schema.infer_outputs(schema.parse_args(op.arg), ins, len(op.output))
-        except Exception:  # an op we cannot infer only leaves its outputs unknown
-            outs = [TensorInfo()] * len(op.output)
-        info.update(zip(op.output, outs))
-    return info
-
-
 def _same_shape(a: TensorInfo, b: TensorInfo, b_is_param: bool) -> bool:
     """Whether adding b to a cannot broadcast, as far as the shapes are known. Both unknown (both
     computed from the net's inputs) is taken as the same shape; one known and the other not, or a
@@ -332,7 +317,7 @@ def fuse_conv_activation(net: NetDef, params: Params) -> NetDef:
         j = _single_use(net, i)
         if j is not None and j not in replace and net.op[j].type in ("Add", "Sum"):
             if infos is None:
-                infos = _infer_infos(net, params)
+                infos = infer_net(net.op, {n: TensorInfo.of(v) for n, v in params.items()})
             z = _residual(net, j, y, params, infos)
             if z is not None:
                 chain.append(j)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from kaffa import dtypes as _dt
-from kaffa.errors import ArgumentError, SchemaError, ShapeError, UnknownOperatorError
+from kaffa.errors import ArgumentError, KaffaError, SchemaError, ShapeError, UnknownOperatorError
 from kaffa.proto import Argument, NetDef, OperatorDef, TensorProto
 
 Shape = tuple[int | None, ...]
@@ -390,6 +390,20 @@ class SchemaRegistry:
 
 
 SCHEMAS = SchemaRegistry()
+
+
+def infer_net(ops: Iterable[OperatorDef], infos: dict[str, TensorInfo]) -> dict[str, TensorInfo]:
+    """Best-effort shapes and dtypes through ``ops`` in order, starting from ``infos`` (updated in
+    place and returned): an op whose schema rejects what is known leaves its outputs unknown."""
+    for op in ops:
+        try:
+            schema = SCHEMAS.get(op.type)
+            ins = [infos.get(n, UNKNOWN) for n in op.input]
+            outs = schema.infer_outputs(schema.parse_args(op.arg), ins, len(op.output))
+        except KaffaError:
+            outs = [UNKNOWN] * len(op.output)
+        infos.update(zip(op.output, outs))
+    return infos
 
 
 def define(name: str, **kwargs: Any) -> OpSchema:

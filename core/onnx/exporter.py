@@ -21,7 +21,7 @@ from kaffa import dtypes as _dt
 from kaffa.errors import KaffaError, ModelFormatError
 from kaffa.ops.geometry import CAFFE_LEGACY_POOLING, SAME, VALID, Window, split_pads
 from kaffa.proto import NetDef, OperatorDef
-from kaffa.schema import SCHEMAS, TensorInfo
+from kaffa.schema import SCHEMAS, TensorInfo, infer_net
 
 __all__ = ["DEFAULT_OPSET", "EXPORTERS", "OnnxExportError", "export_model", "exporter"]
 
@@ -683,19 +683,6 @@ def _netdef(net: Any, what: str) -> NetDef:
         ) from None
 
 
-def _infer(predict: NetDef, infos: dict[str, TensorInfo]) -> None:
-    for op in predict.op:
-        try:
-            schema = SCHEMAS.get(op.type)
-            outs = schema.infer_outputs(
-                schema.parse_args(op.arg), [infos.get(i, TensorInfo()) for i in op.input], len(op.output)
-            )
-        except KaffaError:
-            outs = [TensorInfo()] * len(op.output)
-        for name, info in zip(op.output, outs):
-            infos[name] = info
-
-
 def _value_info(helper: Any, name: str, info: TensorInfo, dtype: Any = None) -> Any:
     dt = np.dtype(dtype) if dtype is not None else (info.dtype or np.dtype(np.float32))
     elem = helper.np_dtype_to_tensor_dtype(dt)
@@ -768,7 +755,7 @@ def export_model(
             f"export_model: the predict net reads {missing}, which the init net does not make; "
             "give their dtype and shape in inputs"
         )
-    _infer(predict, infos)
+    infer_net(predict.op, infos)
 
     ctx = _Ctx(opset, params, infos)
     problems = []
