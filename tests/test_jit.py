@@ -173,7 +173,7 @@ def test_winograd_matches_im2col(shape, act):
     b = rng.standard_normal(m).astype(np.float32)
     win = Window((3, 3), (1, 1), (1, 1), pads[:2], pads[2:])
     outs, begins, ends = win.resolve((h, wd))
-    assert nn._winograd_ok(x, frozen, win, outs)
+    assert nn._winograd_ok(frozen, win, outs)
     z = rng.standard_normal((2, m, *outs)).astype(np.float32)
     args = (1, win, outs, begins, ends, (act, -0.5, 0.75))
     for _ in range(2):  # the second run uses the cached filter transform
@@ -192,7 +192,7 @@ def test_winograd_only_for_frozen_filters():
     w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
     win = Window((3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
     outs, begins, ends = win.resolve((16, 16))
-    assert not nn._winograd_ok(x, w, win, outs)
+    assert not nn._winograd_ok(w, win, outs)
     first = nn._conv_nchw(x, w, None, None, 1, win, outs, begins, ends, (0, 0.0, 0.0))
     w *= 2  # in place, as a training step may
     second = nn._conv_nchw(x, w, None, None, 1, win, outs, begins, ends, (0, 0.0, 0.0))

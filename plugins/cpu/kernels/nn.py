@@ -393,7 +393,7 @@ def _winograd_filter(w: np.ndarray) -> np.ndarray:
     return u
 
 
-def _winograd_ok(x: np.ndarray, w: np.ndarray, win: Window, outs: Sequence[int]) -> bool:
+def _winograd_ok(w: np.ndarray, win: Window, outs: Sequence[int]) -> bool:
     return (
         jit.AVAILABLE
         and not w.flags.writeable
@@ -478,25 +478,24 @@ def _conv_nchw(
     """act(conv(x, w) + b + z) for NCHW x, in x's work dtype, shaped [N, M, *outs]."""
     n, c, m, wt = x.shape[0], x.shape[1], w.shape[0], work_dtype(x.dtype)
     fast = len(outs) == 2 and x.dtype == wt and wt in (F32, F64)
-    zf = None if z is None else np.ascontiguousarray(z, wt).reshape(n, m, -1)
+    zc = None if z is None else np.ascontiguousarray(z, wt)  # [N, M, *outs]
     if fast and group == c == m and w.shape[1] == 1 and jit.AVAILABLE:
         xc = np.ascontiguousarray(x)
         y = np.empty((n, m, *outs), wt)
         filt = np.ascontiguousarray(w.reshape(c, *w.shape[2:]), wt)
         bias = np.zeros(m, wt) if b is None else np.ascontiguousarray(b.reshape(m), wt)
         for i in range(n):
-            zi = None if zf is None else zf[i].reshape(m, *outs)
+            zi = None if zc is None else zc[i]
             jit.depthwise(xc[i], filt, bias, zi, y[i], win.strides, begins, win.dilations, *act)
         return y
-    if fast and group == 1 and w.dtype == wt and _winograd_ok(x, w, win, outs):
-        zi = None if zf is None else zf.reshape(n, m, *outs)
-        return _conv2d_winograd(np.ascontiguousarray(x), w, b, zi, outs, begins, act)
+    if fast and group == 1 and w.dtype == wt and _winograd_ok(w, win, outs):
+        return _conv2d_winograd(np.ascontiguousarray(x), w, b, zc, outs, begins, act)
     if fast and group == 1:
         y = _conv2d_gemm(np.ascontiguousarray(x), w, win, outs, begins, ends)
     else:
         y = _conv_cf(x, w, group, win, outs, begins, ends, wt).reshape(n, m, -1)
-    if b is not None or zf is not None or act[0] != jit.ACT_NONE:
-        _epilogue(y, b, zf, *act)
+    if b is not None or zc is not None or act[0] != jit.ACT_NONE:
+        _epilogue(y, b, None if zc is None else zc.reshape(n, m, -1), *act)
     return y.reshape(n, m, *outs)
 
 
