@@ -21,6 +21,7 @@ from kaffa.ops.geometry import (
     split_pads,
 )
 from kaffa.ops.unary import FLOAT_LOWEST, FLOAT_MAX  # Clip's defaults: no bound
+from kaffa.proto import OperatorDef
 from kaffa.schema import (
     Arg,
     ArgType,
@@ -549,17 +550,24 @@ define(
 )
 
 
+def _conv_gradient_op(
+    g: GradientContext, grad_type: str, dy: str, args: dict[str, Any]
+) -> tuple[OperatorDef, list[str | None]]:
+    """The ConvGradient (or ConvTransposeGradient) of X, W[, b] for ``dy``, and the gradients it
+    gives X, W[, b]. Caffe2's output order: dW, [db], [dX]; no_bias says which one is which."""
+    with_dx = not g.args["no_gradient_to_input"]
+    has_bias = g.num_inputs >= 3
+    outs = [g.GI(1), *([g.GI(2)] if has_bias else []), *([g.GI(0)] if with_dx else [])]
+    g_inputs = [g.GI(0) if with_dx else None, g.GI(1), *([g.GI(2)] if has_bias else [])]
+    if not has_bias:
+        args["no_bias"] = 1
+    return g.make(grad_type, [g.I(0), g.I(1), dy], outs, **args), g_inputs
+
+
 def _conv_grad_maker(grad_type: str):
     def maker(g: GradientContext) -> GradientOps:
-        # Caffe2's output order: dW, [db], [dX]; no_bias tells the gradient op which one is which.
-        with_dx = not g.args["no_gradient_to_input"]
-        has_bias = g.num_inputs == 3
-        outs = [g.GI(1), *([g.GI(2)] if has_bias else []), *([g.GI(0)] if with_dx else [])]
-        g_inputs = [g.GI(0) if with_dx else None, g.GI(1), *([g.GI(2)] if has_bias else [])]
-        args = g.forward_args()
-        if not has_bias:
-            args["no_bias"] = 1
-        return g.single(grad_type, [g.I(0), g.I(1), g.GO(0)], outs, g_inputs, **args)
+        op, g_inputs = _conv_gradient_op(g, grad_type, g.GO(0), g.forward_args())
+        return GradientOps([op], g_inputs)
 
     return maker
 
@@ -575,7 +583,7 @@ _FUSED_ONLY_ARGS = ("activation", "min", "max")
 @gradient("FusedConv")
 def _fused_conv_grad(g: GradientContext) -> GradientOps:
     # dPre, the gradient before the activation, is Z's gradient too (Z is added as it is).
-    has_bias, has_z = g.num_inputs >= 3, g.num_inputs == 4
+    has_z = g.num_inputs == 4
     act, ops = g.args["activation"], []
     if act == "":
         d_pre = g.GO(0)
@@ -583,14 +591,9 @@ def _fused_conv_grad(g: GradientContext) -> GradientOps:
         d_pre = g.GI(3) if has_z else g.temp("pre")
         extra = {"min": g.args["min"], "max": g.args["max"]} if act == "Clip" else {}
         ops.append(g.make(f"{act}Gradient", [g.O(0), g.GO(0)], [d_pre], **extra))
-    with_dx = not g.args["no_gradient_to_input"]
-    outs = [g.GI(1), *([g.GI(2)] if has_bias else []), *([g.GI(0)] if with_dx else [])]
     args = {k: v for k, v in g.forward_args().items() if k not in _FUSED_ONLY_ARGS}
-    if not has_bias:
-        args["no_bias"] = 1
-    ops.append(g.make("ConvGradient", [g.I(0), g.I(1), d_pre], outs, **args))
-    g_inputs = [g.GI(0) if with_dx else None, g.GI(1), *([g.GI(2)] if has_bias else [])]
-    return GradientOps(ops, g_inputs + ([d_pre] if has_z else []))
+    conv_grad, g_inputs = _conv_gradient_op(g, "ConvGradient", d_pre, args)
+    return GradientOps([*ops, conv_grad], g_inputs + ([d_pre] if has_z else []))
 
 
 def _infer_pool_grad(name: str):
