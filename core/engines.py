@@ -1,7 +1,8 @@
 """Engine preference, as in Caffe2: an op's own ``engine`` list first, then the per-op preference
 for its backend, then the global preference for its backend, then the default kernel.
 
-The global default is ``{"cuda": ["CUDNN"]}``. ``KAFFA_DISABLE_IMPLICIT_ENGINE_PREF=1`` turns
+The global default is ``{"cuda": ["CUDNN"], "cpu": ["ONEDNN"]}`` (an engine that cannot run an op,
+or is not installed, declines and the default kernel runs). ``KAFFA_DISABLE_IMPLICIT_ENGINE_PREF=1`` turns
 both preferences off (only the op's own engine list is used).
 """
 
@@ -11,7 +12,8 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 
-_GLOBAL: dict[str, list[str]] = {"cuda": ["CUDNN"]}
+_DEFAULT = {"cuda": ["CUDNN"], "cpu": ["ONEDNN"]}
+_GLOBAL: dict[str, list[str]] = {k: list(v) for k, v in _DEFAULT.items()}
 _PER_OP: dict[str, dict[str, list[str]]] = {}
 _implicit = True
 
@@ -31,7 +33,7 @@ def set_per_op_engine_pref(prefs: Mapping[str, Mapping[str, Sequence[str]]]) -> 
 
 def reset_engine_prefs() -> None:
     _GLOBAL.clear()
-    _GLOBAL["cuda"] = ["CUDNN"]
+    _GLOBAL.update({k: list(v) for k, v in _DEFAULT.items()})
     _PER_OP.clear()
 
 

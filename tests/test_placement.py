@@ -129,4 +129,4 @@ def test_engine_choice_follows_caffe2_order(ws, engine_plugin):
 def test_engine_order_defaults():
     assert engines.engine_order("cuda", "Conv", "") == ["CUDNN", ""]
     assert engines.engine_order("cuda", "Conv", "fast, CUDNN") == ["FAST", "CUDNN", ""]
-    assert engines.engine_order("cpu", "Conv", "") == [""]
+    assert engines.engine_order("cpu", "Conv", "") == ["ONEDNN", ""]  # declines when not installed

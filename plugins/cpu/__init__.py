@@ -4,6 +4,7 @@ other backends lack."""
 from __future__ import annotations
 
 from kaffa.plugins import PLUGIN_API, hookimpl
+from kaffa_cpu import onednn
 from kaffa_cpu.backend import CPUBackend
 from kaffa_cpu.kernels import TABLES
 
@@ -22,3 +23,4 @@ def kaffa_backends() -> list:
 def kaffa_kernels(registry) -> None:
     for table in TABLES:
         table.install(registry)
+    onednn.table.install(registry)  # the ONEDNN engine; it declines when oneDNN is not installed
