@@ -40,6 +40,9 @@ class Backend:
     version: str = ""
     # Types of the arrays this backend keeps in blobs (for clear errors about misplaced blobs).
     array_types: tuple[type, ...] = (np.ndarray,)
+    # The activation layout its fastest Conv kernels read: "NHWC" makes kaffa.passes.channels_last
+    # rewrite predict nets for it (a property where it depends on an optional library).
+    conv_order: str = "NCHW"
 
     def devices(self) -> list[DeviceInfo]:
         """The devices this backend sees now, in a stable order (index = DeviceOption.device_id)."""

@@ -418,6 +418,7 @@ class Predictor:
             init.run_all_on(device)
             predict.run_all_on(device)
         self._proto = predict.Proto()
+        self._pass_params: set[str] = set()  # parameters the graph passes made (folded, transposed)
         if not self._proto.name:
             self._proto.name = "predict"
         self.workspace = workspace if workspace is not None else Workspace(f"predictor:{self._proto.name}")
@@ -442,7 +443,8 @@ class Predictor:
         if device is not None:
             backend = registry().backend_for_type(proto.device_option.device_type).name
         optimized = passes.optimize(proto, params, backend=backend)
-        for name in set(params) - before:
+        self._pass_params = set(params) - before
+        for name in self._pass_params:
             self.workspace.feed_blob(name, params[name], device)
         return optimized
 
@@ -450,9 +452,10 @@ class Predictor:
         """Mark the host parameter arrays of the Predictor's own workspace read-only: kernels may
         then keep data derived from them between runs (the cpu Conv's Winograd filter transforms).
         Only the Predictor reaches this workspace's arrays (feed_blob copies in, fetch_blob copies
-        out); a Predictor given a workspace leaves it alone, since training may share it."""
+        out); a Predictor given a workspace leaves it alone, since training may share it. The
+        parameters the graph passes made are frozen too."""
         produced = {o for op in self._proto.op for o in op.output}
-        for name in set(self._proto.external_input) - produced:
+        for name in (set(self._proto.external_input) | self._pass_params) - produced:
             value = self.workspace._blobs.get(name)
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False

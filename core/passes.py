@@ -11,6 +11,8 @@ net) still reads is never changed. ``kaffa.Predictor`` runs ``optimize`` by defa
   with ``s = gamma / sqrt(var + eps)`` per output channel.
 * ``fold_bias_add``: Conv or FC without a bias followed by an Add of a per-channel constant takes it
   as its bias (exporters often write the bias as a separate Add).
+* ``channels_last`` (only for a backend whose ``conv_order`` is NHWC: cpu with the ONEDNN engine):
+  2-D Conv, FusedConv and pools run NHWC, with Transposes only at the edges (see its docstring).
 * ``fuse_conv_activation``: Conv -> Relu | Clip, Conv -> Add(conv, Z) and Conv -> Add(conv, Z) ->
   Relu | Clip become one ``FusedConv`` (Y = act(Conv(X, W, b) + Z)), so the output is written once
   instead of two or three times. A 2-input Sum counts as an Add. The Add must add Z as it is (no
@@ -42,6 +44,7 @@ Pass = Callable[[NetDef, Params], NetDef]
 
 __all__ = [
     "DEFAULT_PASSES",
+    "channels_last",
     "fold_batchnorm",
     "fold_bias_add",
     "fuse_conv_activation",
@@ -343,17 +346,141 @@ def fuse_conv_activation(net: NetDef, params: Params) -> NetDef:
 
 fuse_conv_activation.needs_kernels = ("FusedConv",)  # type: ignore[attr-defined]
 
-DEFAULT_PASSES: tuple[Pass, ...] = (fold_batchnorm, fold_bias_add, fuse_conv_activation)
+# -- channels-last layout ---------------------------------------------------------------------------
+
+_NHWC_OPS = ("Conv", "FusedConv", "MaxPool", "AveragePool")
+_TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
+def _has_subnets(net: NetDef) -> bool:
+    return any(a.HasField("n") or len(a.nets) for op in net.op for a in op.arg)
+
+
+def _nhwc_ok(op: OperatorDef, params: Params, infos: dict[str, TensorInfo], twin: dict[str, str]) -> bool:
+    """Whether op is a 2-D NCHW Conv, FusedConv or pool this pass can turn NHWC. A Conv's filter
+    must be a known 4-D parameter (it is transposed here; X's rank must match it, so X may be a
+    data input of unknown shape); a pool's X must be known 4-D or come from a rewritten op."""
+    if op.type not in _NHWC_OPS or len(op.output) != 1 or _args(op).get("order") != "NCHW":
+        return False
+    if op.type in ("Conv", "FusedConv"):
+        w = params.get(op.input[1]) if len(op.input) > 1 else None
+        return w is not None and w.ndim == 4
+    return op.input[0] in twin or infos.get(op.input[0], TensorInfo()).rank == 4
+
+
+def channels_last(net: NetDef, params: Params) -> NetDef:
+    """Run 2-D Conv, FusedConv, MaxPool and AveragePool channels-last (order NHWC) on a backend whose
+    fast Conv reads NHWC (``Backend.conv_order``), with Transposes only where a value crosses
+    between NCHW ops and NHWC ones. Filters are transposed here, [M, C/g, kh, kw] to [M, kh, kw, C/g].
+
+    Each rewritten op writes ``<out>_nhwc`` and a Transpose restores ``<out>``; that Transpose is
+    dropped when nothing reads ``<out>`` before it is written again and it is no net output (a net
+    that declares no outputs keeps every final value). An op
+    reading a value another rewritten op made takes its NHWC twin, which is valid until the value
+    is written again; other inputs get a Transpose in front, shared by later readers."""
+    if _has_subnets(net):
+        return net  # a subnet could read a value whose NCHW form was dropped
+    infos = infer_net(net.op, {n: TensorInfo.of(v) for n, v in params.items()})
+    if not any(op.type in ("Conv", "FusedConv") and _nhwc_ok(op, params, infos, {}) for op in net.op):
+        return net
+    taken = set(params) | {n for op in net.op for n in (*op.input, *op.output)}
+
+    def fresh(base: str) -> str:
+        name, k = base, 1
+        while name in taken:
+            k += 1
+            name = f"{base}{k}"
+        taken.add(name)
+        return name
+
+    def transpose(src: str, dst: str, axes: tuple[int, ...]) -> OperatorDef:
+        t = OperatorDef(type="Transpose", input=[src], output=[dst])
+        t.arg.append(make_argument("axes", list(axes)))
+        if op.HasField("device_option"):
+            t.device_option.CopyFrom(op.device_option)
+        return t
+
+    ops: list[OperatorDef] = []
+    twin: dict[str, str] = {}  # NCHW value -> its NHWC twin, while both hold the same data
+    filters: dict[str, str] = {}
+    restores: list[int] = []  # indices in ops of the Transposes back to NCHW
+    for op in net.op:
+        if not _nhwc_ok(op, params, infos, twin):
+            ops.append(op)
+            for o in op.output:
+                twin.pop(o, None)
+            continue
+        new = OperatorDef()
+        new.CopyFrom(op)
+        for a in new.arg:
+            if a.name == "order":
+                a.s = b"NHWC"
+        if not any(a.name == "order" for a in new.arg):
+            new.arg.append(make_argument("order", "NHWC"))
+        data = [0, 3] if op.type == "FusedConv" and len(op.input) > 3 else [0]
+        for k in data:
+            name = op.input[k]
+            if name not in twin:
+                twin[name] = fresh(f"{name}_nhwc")
+                ops.append(transpose(name, twin[name], _TO_NHWC))
+            new.input[k] = twin[name]
+        if op.type in ("Conv", "FusedConv"):
+            w = op.input[1]
+            if w not in filters:
+                filters[w] = fresh(f"{w}_nhwc")
+                params[filters[w]] = np.ascontiguousarray(params[w].transpose(_TO_NHWC))
+            new.input[1] = filters[w]
+        out = op.output[0]
+        new.output[0] = fresh(f"{out}_nhwc")
+        ops.append(new)
+        restores.append(len(ops))
+        ops.append(transpose(new.output[0], out, _TO_NCHW))
+        twin[out] = new.output[0]
+    keep = [True] * len(ops)
+    for i in restores:
+        out = ops[i].output[0]
+        needed = True
+        for later in ops[i + 1 :]:
+            if out in later.input:
+                break
+            if out in later.output:
+                needed = False
+                break
+        else:  # the final value: a net that declares its outputs reads only those
+            needed = out in net.external_output or not net.external_output
+        keep[i] = needed
+    rewritten = NetDef()
+    rewritten.CopyFrom(net)
+    del rewritten.op[:]
+    rewritten.op.extend(op for op, k in zip(ops, keep) if k)
+    return rewritten
+
+
+channels_last.wants_conv_order = "NHWC"  # type: ignore[attr-defined]
+
+DEFAULT_PASSES: tuple[Pass, ...] = (fold_batchnorm, fold_bias_add, fuse_conv_activation, channels_last)
 
 
 def optimize(
     net: NetDef, params: Params, passes: Sequence[Pass] = DEFAULT_PASSES, backend: str | None = None
 ) -> NetDef:
     """Run ``passes`` in order; parameters they create are added to ``params``. With ``backend``,
-    a pass whose ``needs_kernels`` that backend lacks is skipped."""
+    a pass whose ``needs_kernels`` that backend lacks is skipped, and so is a layout pass
+    (``wants_conv_order``) the backend's ``conv_order`` does not ask for. Without a backend, layout
+    passes are skipped (NCHW is right everywhere)."""
     for p in passes:
         needed = getattr(p, "needs_kernels", ())
         if backend is not None and needed and not has_kernels(backend, needed):
             continue
+        order = getattr(p, "wants_conv_order", None)
+        if order is not None and (backend is None or _conv_order(backend) != order):
+            continue
         net = p(net, params)
     return net
+
+
+def _conv_order(backend: str) -> str:
+    try:
+        return registry().backends[backend].conv_order
+    except KeyError:
+        return "NCHW"

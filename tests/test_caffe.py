@@ -329,8 +329,12 @@ def _rel_err(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(got.astype(np.float64) - ref).max() / max(1.0, np.abs(ref).max()))
 
 
-def _run(init: Any, predict: Any, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Any]:
-    pred = kaffa.Predictor(init, predict)
+def _run(
+    init: Any, predict: Any, inputs: Mapping[str, np.ndarray], optimize: bool = True
+) -> tuple[dict[str, np.ndarray], Any]:
+    """With ``optimize=False`` every intermediate blob keeps its NCHW value (the passes fuse some
+    away and, on a cpu that runs NHWC, keep others only in their NHWC form)."""
+    pred = kaffa.Predictor(init, predict, optimize=optimize)
     outs = pred.run({k: v.astype(np.float32) for k, v in inputs.items()})
     return dict(zip(pred.output_names, outs)), pred
 
@@ -406,7 +410,7 @@ def test_lenet_matches_the_reference():
         f"{n}_{s}" for n in ("conv1", "conv2", "ip1", "ip2") for s in "wb"
     )
     # Every intermediate blob keeps its Caffe name and value.
-    _, pred = _run(init, predict, {"data": x})
+    _, pred = _run(init, predict, {"data": x}, optimize=False)
     ref = ref_forward(LENET, weights, {"data": x})
     for blob in ("conv1", "pool1", "conv2", "pool2", "ip1", "ip2"):
         assert _rel_err(pred.workspace.fetch_blob(blob), ref[blob]) <= TOL, blob
@@ -483,7 +487,7 @@ def test_vgg_style_net_matches_the_reference():
     ref = ref_forward(VGG, weights, {"data": x})
     assert ref["pool1"].shape[2:] == (10, 10)  # floor mode: (20 - 3) // 2 + 1 = 9
     assert ref["pool2"].shape[2:] == (6, 6)  # floor mode: (10 + 2 - 3) // 2 + 1 = 5
-    _, pred = _run(t.init_net, t.predict_net, {"data": x})
+    _, pred = _run(t.init_net, t.predict_net, {"data": x}, optimize=False)
     for blob in ("pool1", "pool2", "norm1", "res2"):
         assert _rel_err(pred.workspace.fetch_blob(blob), ref[blob]) <= TOL, blob
     ws = kaffa.Workspace()

@@ -89,6 +89,12 @@ def _conv_bn_net(in_place: bool, shared_weight: bool) -> tuple[Net, dict[str, np
     return net, params
 
 
+def _compute(net: kaffa.proto.NetDef) -> list[str]:
+    """The op types without the layout Transposes ``channels_last`` adds on a backend that runs
+    NHWC (cpu with the ONEDNN engine)."""
+    return [op.type for op in net.op if op.type != "Transpose"]
+
+
 def _run(net: Net | kaffa.proto.NetDef, params: dict[str, np.ndarray], x: np.ndarray, outs: list[str]):
     ws = kaffa.Workspace()
     for n, v in params.items():
@@ -158,7 +164,7 @@ def test_predictor_optimizes_by_default_and_can_be_told_not_to():
     x = np.random.default_rng(4).standard_normal((1, 3, 5, 5)).astype(np.float32)
     fast = kaffa.Predictor(init, net)
     plain = kaffa.Predictor(init, net, optimize=False)
-    assert [op.type for op in fast._proto.op] == ["FusedConv"]  # BN folded, then Relu fused
+    assert _compute(fast._proto) == ["FusedConv"]  # BN folded, then Relu fused
     assert [op.type for op in plain._proto.op] == ["Conv", "SpatialBN", "Relu"]
     np.testing.assert_allclose(fast.run([x])[0], plain.run([x])[0], rtol=1e-5, atol=1e-5)
 
@@ -361,7 +367,7 @@ def test_fusion_is_skipped_for_a_backend_without_a_fused_conv_kernel():
     proto = net.Proto()
     assert passes.has_kernels("cpu", ["FusedConv"])
     fused = passes.optimize(proto, dict(params), backend="cpu")
-    assert [op.type for op in fused.op] == ["FusedConv"]
+    assert _compute(fused) == ["FusedConv"]
     lacking = [b for b in registry().backends if not passes.has_kernels(b, ["FusedConv"])]
     for backend in lacking:
         kept = passes.optimize(proto, dict(params), backend=backend)
@@ -387,7 +393,7 @@ def test_predictor_on_opencl_keeps_plain_convs():
     on_opencl = kaffa.Predictor(init, net, device="opencl")
     on_cpu = kaffa.Predictor(init, net)
     assert [op.type for op in on_opencl._proto.op] == ["Conv", "Relu"]
-    assert [op.type for op in on_cpu._proto.op] == ["FusedConv"]
+    assert _compute(on_cpu._proto) == ["FusedConv"]
     np.testing.assert_allclose(on_opencl.run([x])[0], on_cpu.run([x])[0], rtol=1e-4, atol=1e-5)
 
 
@@ -435,3 +441,122 @@ def test_fused_net_has_the_unfused_nets_gradients():
     for k in want:
         assert np.abs(want[k]).max() > 0, k
         np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+# -- channels_last ------------------------------------------------------------------------------------
+
+
+def _block_net() -> tuple[Net, dict[str, np.ndarray]]:
+    """A small ResNet-like net: stem Conv+Relu, MaxPool, a residual block, a depthwise Conv, an NCHW
+    consumer in the middle (Sigmoid) and global pooling + FC at the end."""
+    rng = np.random.default_rng(31)
+    net = Net("block")
+    net.Conv(["x", "w0", "b0"], "c0", kernel=3, pad=1, stride=2)
+    net.Relu("c0", "r0")
+    net.MaxPool("r0", "p0", kernel=3, stride=2, pad=1)
+    net.Conv(["p0", "w1", "b1"], "c1", kernel=3, pad=1)
+    net.Relu("c1", "r1")
+    net.Conv(["r1", "w2", "b2"], "c2", kernel=3, pad=1)
+    net.Add(["c2", "p0"], "s2")
+    net.Relu("s2", "r2")
+    net.Sigmoid("r2", "g")  # reads r2 in NCHW: r2's NCHW form must be kept
+    net.Conv(["r2", "wd"], "d", kernel=3, pad=1, group=8)
+    net.Mul(["d", "g"], "m")
+    net.AveragePool("m", "pool", global_pooling=1)
+    net.FC(["pool", "fw", "fb"], "logits")
+    params = {
+        "w0": _randn(rng, 8, 3, 3, 3),
+        "b0": _randn(rng, 8),
+        "w1": _randn(rng, 8, 8, 3, 3),
+        "b1": _randn(rng, 8),
+        "w2": _randn(rng, 8, 8, 3, 3),
+        "b2": _randn(rng, 8),
+        "wd": _randn(rng, 8, 1, 3, 3),
+        "fw": _randn(rng, 5, 8),
+        "fb": _randn(rng, 5),
+    }
+    return net, params
+
+
+def test_channels_last_keeps_outputs_and_transposes_only_at_the_edges():
+    net, params = _block_net()
+    net.AddExternalOutput("logits")
+    x = np.random.default_rng(32).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    want = _run(net, params, x, ["logits"])
+    new_params = dict(params)
+    fused = passes.fuse_conv_activation(net.Proto(), new_params)
+    new = passes.channels_last(fused, new_params)
+    for op in new.op:
+        if op.type in ("Conv", "FusedConv", "MaxPool"):
+            assert passes._args(op)["order"] == "NHWC"
+    np.testing.assert_allclose(_run(new, new_params, x, ["logits"])[0], want[0], rtol=1e-4, atol=1e-5)
+    # In: the data. Out: r2 for Sigmoid (its NHWC twin feeds the depthwise Conv) and d for Mul.
+    transposes = [(op.input[0], op.output[0]) for op in new.op if op.type == "Transpose"]
+    assert [t[0] for t in transposes] == ["x", "r2_nhwc", "d_nhwc"], transposes
+    # the filters were transposed once into new parameters; the originals are untouched
+    assert new_params["w1_nhwc"].shape == (8, 3, 3, 8) and new_params["w1"].shape == (8, 8, 3, 3)
+
+
+def test_channels_last_on_a_net_without_declared_outputs_keeps_every_final_value():
+    net, params = _conv_relu_net()
+    x = _X
+    new_params = dict(params)
+    new = passes.channels_last(net.Proto(), new_params)
+    assert [op.type for op in new.op] == ["Transpose", "Conv", "Transpose"]
+    np.testing.assert_allclose(
+        _run(new, new_params, x, ["y"])[0], _run(net, params, x, ["y"])[0], rtol=1e-4, atol=1e-5
+    )
+
+
+def test_channels_last_handles_in_place_convs_and_rewritten_inputs():
+    rng = np.random.default_rng(33)
+    net = Net("in_place")
+    net.Conv(["x", "w", "b"], "a", kernel=3, pad=1)
+    net.Conv(["a", "w", "b"], "c", kernel=3, pad=1)
+    net.Conv(["c", "w", "b"], "a", kernel=3, pad=1)  # a written again: its twin must follow
+    net.Relu("a", "a")  # an NCHW op rewrites a in place: the NHWC twin is stale after it
+    net.Conv(["a", "w", "b"], "y", kernel=3, pad=1)
+    net.AddExternalOutput("y")
+    params = {"w": _randn(rng, 3, 3, 3, 3), "b": _randn(rng, 3)}
+    want = _run(net, params, _X, ["y"])
+    new_params = dict(params)
+    new = passes.channels_last(net.Proto(), new_params)
+    np.testing.assert_allclose(_run(new, new_params, _X, ["y"])[0], want[0], rtol=1e-4, atol=1e-5)
+    assert _compute(new) == ["Conv", "Conv", "Conv", "Relu", "Conv"]
+
+
+def test_channels_last_leaves_nets_it_cannot_rewrite():
+    net, _ = _conv_relu_net()
+    proto = net.Proto()
+    # a filter that is no known parameter (fed at run time): nothing to transpose here
+    assert passes.channels_last(proto, {}) is proto
+    nhwc = Net("nhwc")
+    nhwc.Conv(["x", "w"], "y", kernel=3, order="NHWC")
+    assert (
+        passes.channels_last(nhwc.Proto(), {"w": _randn(np.random.default_rng(0), 4, 3, 3, 3)})
+        is nhwc.Proto()
+    )
+
+
+def test_channels_last_runs_only_for_a_backend_that_asks_for_nhwc():
+    from kaffa.plugins import registry
+
+    net, params = _conv_relu_net()
+    proto = net.Proto()
+    assert "Transpose" not in [op.type for op in passes.optimize(proto, dict(params)).op]  # no backend
+    for name, backend in registry().backends.items():
+        types = [op.type for op in passes.optimize(proto, dict(params), backend=name).op]
+        assert ("Transpose" in types) == (backend.conv_order == "NHWC"), name
+
+
+def test_predictor_output_is_the_same_with_and_without_channels_last():
+    net, params = _block_net()
+    net.AddExternalInput("x")
+    net.AddExternalOutput("logits")
+    init = Net("init")
+    for n, v in params.items():
+        init.GivenTensorFill([], n, shape=list(v.shape), values=v.ravel().tolist())
+    x = np.random.default_rng(34).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    fast = kaffa.Predictor(init, net)
+    plain = kaffa.Predictor(init, net, optimize=False)
+    np.testing.assert_allclose(fast.run([x])[0], plain.run([x])[0], rtol=1e-4, atol=1e-5)

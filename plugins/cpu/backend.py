@@ -44,3 +44,14 @@ class CPUBackend(HostBackend):
 
     def unavailable_reason(self) -> str | None:
         return None
+
+    @property
+    def conv_order(self) -> str:  # type: ignore[override]
+        """NHWC when the ONEDNN engine runs this process's Conv ops (oneDNN keeps activations
+        channels-last); NCHW, the numpy kernels' own layout, otherwise."""
+        from kaffa import engines
+        from kaffa_cpu import onednn
+
+        if onednn.unavailable() is None and engines.engine_order("cpu", "Conv", "")[0] == "ONEDNN":
+            return "NHWC"
+        return "NCHW"
