@@ -105,7 +105,18 @@ def machine_info() -> dict[str, Any]:
         "kaffa": _version("kaffa"),
         "numba": _version("numba"),
         "jit": _jit_available(),
+        "onednn": _onednn(),
     }
+
+
+def _onednn() -> dict[str, Any]:
+    """Whether the cpu backend's ONEDNN engine runs (the onednn extra), and which oneDNN."""
+    try:
+        from kaffa_cpu import onednn
+
+        return onednn.describe()
+    except ImportError as e:
+        return {"available": False, "reason": str(e)}
 
 
 def _jit_available() -> bool:
@@ -276,6 +287,12 @@ def markdown(doc: dict[str, Any]) -> str:
             f"on, numba {m.get('numba')}"
             if m.get("jit")
             else "off (numba not installed or KAFFA_DISABLE_JIT set: numpy paths)"
+        ),
+        "- the ONEDNN engine (the `onednn` extra): "
+        + (
+            f"on, oneDNN {m['onednn']['version']}"
+            if m.get("onednn", {}).get("available")
+            else f"off ({m.get('onednn', {}).get('reason', 'not recorded')})"
         ),
         "",
         "Regenerate with `python benchmarks/performance.py` (a minute or two; `--quick` for a smoke run). "

@@ -8,9 +8,10 @@ its arrays in place, and an NCHW op pays two reorders; ``kaffa.passes.channels_l
 predict net to NHWC for a backend whose ``conv_order`` says so. FusedConv's residual and
 activation are oneDNN post-ops (sum, then eltwise relu or clip), written in the same pass as the
 convolution. Filters are reordered to oneDNN's blocked layout once per read-only array (a
-Predictor's frozen parameters) and on every call otherwise.
+Predictor's frozen parameters) and on every call otherwise. Once a net binds an op to the engine,
+numpy's OpenBLAS runs on one thread (``_one_blas_thread`` says why).
 
-One primitive is built per (shapes, window, bias, residual) and cached; a configuration oneDNN
+One primitive is built per input shapes and cached with the op's kernel; a configuration oneDNN
 rejects, other ranks and other dtypes run the default cpu kernel. Scratchpads are passed per call
 (user scratchpad mode), so a primitive may run on any thread; each plan runs one call at a time.
 """
@@ -39,6 +40,23 @@ def unavailable(ctx: KernelContext | None = None) -> str | None:
     if os.environ.get("KAFFA_DISABLE_ONEDNN", "") in ("1", "true"):
         return "KAFFA_DISABLE_ONEDNN is set"
     return dnnl.unavailable()
+
+
+_BLAS_LIMIT: list[Any] = []
+
+
+def _one_blas_thread() -> None:
+    """Once the engine runs ops, oneDNN's OpenMP team owns the cores, and OpenBLAS (numpy's BLAS)
+    runs its GEMMs on the calling thread. OpenBLAS's idle workers spin after every GEMM; next to
+    the OpenMP team they made each convolution after a GEMM 3-5x slower here, and a LeNet
+    training step twice as slow. An OPENBLAS_NUM_THREADS the user set is left alone."""
+    if _BLAS_LIMIT or os.environ.get("OPENBLAS_NUM_THREADS"):
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    _BLAS_LIMIT.append(threadpool_limits(limits=1, user_api="blas"))
 
 
 _ELTWISE = {"": None, "Relu": dnnl.ELTWISE_RELU, "Clip": dnnl.ELTWISE_CLIP}
@@ -175,6 +193,7 @@ class _ConvPlan:
 
 
 def _conv(ctx: KernelContext, op: str, act: tuple) -> RunFn:
+    _one_blas_thread()
     args = ConvArgs.from_ctx(ctx, op)
     fallback = nn.fused_conv(ctx) if op == "FusedConv" else nn.conv(ctx)
     plans: dict[tuple, _ConvPlan | None] = {}
@@ -252,6 +271,7 @@ class _PoolPlan:
 
 
 def _pool(ctx: KernelContext, average: bool) -> RunFn:
+    _one_blas_thread()
     args = ctx.args
     nchw = args["order"] == "NCHW"
     fallback = nn.average_pool(ctx) if average else nn.max_pool(ctx)
@@ -328,6 +348,7 @@ class _FCPlan:
 
 @table.kernel("FC", dtypes=(F32,), supports=unavailable)
 def fc(ctx: KernelContext) -> RunFn:
+    _one_blas_thread()
     axis, axis_w = ctx.args["axis"], ctx.args["axis_w"]
     fallback = nn.fc(ctx)
     plans: dict[tuple, _FCPlan | None] = {}
@@ -383,6 +404,7 @@ _LAYOUTS = {(0, 2, 3, 1): True, (0, 3, 1, 2): False}  # axes -> to NHWC
 
 @table.kernel("Transpose", dtypes=(F32,), supports=unavailable)
 def transpose(ctx: KernelContext) -> RunFn:
+    _one_blas_thread()
     fallback = tensor.transpose(ctx)
     to_nhwc = _LAYOUTS.get(tuple(ctx.args["axes"]))
     if to_nhwc is None:
