@@ -332,3 +332,25 @@ def test_non_contiguous_inputs_stay_alive_while_oneDNN_reads_them():
         y = onednn._ConvPlan(x.shape, w.shape, geo, 1, True, False, False, ("", 0.0, 0.0))(x, w, None, None)
         inputs = {"x": np.ascontiguousarray(x), "w": np.ascontiguousarray(w)}
         np.testing.assert_allclose(y, _run("Conv", inputs, "", pad=1), rtol=1e-4, atol=1e-5)
+
+
+def test_openblas_runs_on_one_thread_once_the_engine_binds_an_op():
+    code = (
+        "import numpy as np, kaffa\n"
+        "from threadpoolctl import threadpool_info\n"
+        "blas = lambda: [p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas']\n"
+        "before = blas()\n"
+        "ws = kaffa.Workspace(); ws.feed_blob('x', np.ones((1, 2, 4, 4), np.float32))\n"
+        "ws.feed_blob('w', np.ones((3, 2, 1, 1), np.float32))\n"
+        "ws.run_operator_once(kaffa.core.CreateOperator('Conv', ['x', 'w'], ['y']))\n"
+        "print(before, blas())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    before, after = out.stdout.strip().split("] [")
+    assert after.rstrip("]") == "1", out.stdout
+    if os.cpu_count() > 1:
+        assert before.lstrip("[") != "1", out.stdout  # OpenBLAS's default: every core
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("[2]"), out.stdout  # the user's own setting stands
