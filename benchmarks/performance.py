@@ -261,7 +261,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "- Outputs checked against onnxruntime before timing (max |kaffa - ort| / max |ort| ≤ 1e-4): "
         + ("; ".join(errs) if errs else "none recorded")
         + ".",
-        f"- Threads: numpy's BLAS (kaffa's) runs {s['threads']}; onnxruntime runs intra_op_num_threads="
+        f"- Threads: kaffa's oneDNN (OpenMP) or, without it, numpy's BLAS runs {s['threads']} "
+        "(with the ONEDNN engine numpy's BLAS runs 1); onnxruntime runs intra_op_num_threads="
         f"{s['threads']}, one inter-op thread, sequential, all graph optimizations"
         + (f"; PyTorch torch.set_num_threads({s['threads']})" if m["torch"] else "")
         + ".",
