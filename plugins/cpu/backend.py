@@ -35,7 +35,14 @@ def _memory() -> int | None:
 class CPUBackend(HostBackend):
     name = "cpu"
     device_type = CPU
-    version = f"numpy {np.__version__}"
+    @property
+    def version(self) -> str:  # type: ignore[override]
+        """numpy's version, and oneDNN's when the ONEDNN engine can run."""
+        from kaffa_cpu import onednn
+
+        info = onednn.describe()
+        extra = f", oneDNN {info['version']} (engine ONEDNN)" if info["available"] else ""
+        return f"numpy {np.__version__}{extra}"
 
     def devices(self) -> list[DeviceInfo]:
         return [
