@@ -35,6 +35,7 @@ def _memory() -> int | None:
 class CPUBackend(HostBackend):
     name = "cpu"
     device_type = CPU
+
     @property
     def version(self) -> str:  # type: ignore[override]
         """numpy's version, and oneDNN's when the ONEDNN engine can run."""

@@ -312,6 +312,20 @@ class Primitive:
                 _LIB.lib.dnnl_primitive_desc_destroy(self.pd)
 
 
+def _forward(what: str, *args: object, attr: Attr | None = None) -> Primitive:
+    """``dnnl_<what>_forward_primitive_desc_create(&pd, engine, forward_inference, *args, attr)``,
+    then the primitive."""
+    lib = library()
+    pd, attr = c_void_p(), attr or Attr()
+    create = getattr(lib.lib, f"dnnl_{what}_forward_primitive_desc_create")
+    lib.check(create(ctypes.byref(pd), lib.engine, FORWARD_INFERENCE, *args, attr.attr), what)
+    return Primitive(pd)
+
+
+def _md(md: MemoryDesc | None) -> c_void_p | None:
+    return None if md is None else md.handle
+
+
 def convolution(
     src: MemoryDesc,
     weights: MemoryDesc,
@@ -324,25 +338,19 @@ def convolution(
     attr: Attr,
 ) -> Primitive:
     """A forward-inference convolution; ``dilations`` as ONNX counts them (1 = dense)."""
-    lib = library()
-    pd = c_void_p()
-    st = lib.lib.dnnl_convolution_forward_primitive_desc_create(
-        ctypes.byref(pd),
-        lib.engine,
-        FORWARD_INFERENCE,
+    return _forward(
+        "convolution",
         CONVOLUTION_DIRECT,
         src.handle,
         weights.handle,
-        None if bias is None else bias.handle,
+        _md(bias),
         dst.handle,
         _Dims(*strides),
         _Dims(*(d - 1 for d in dilations)),  # oneDNN counts the gaps
         _Dims(*pad_l),
         _Dims(*pad_r),
-        attr.attr,
+        attr=attr,
     )
-    lib.check(st, "convolution")
-    return Primitive(pd)
 
 
 def pooling(
@@ -356,12 +364,8 @@ def pooling(
     pad_r: Sequence[int],
 ) -> Primitive:
     """A forward-inference max or average pooling; ``dilations`` as ONNX counts them."""
-    lib = library()
-    pd, attr = c_void_p(), Attr()
-    st = lib.lib.dnnl_pooling_forward_primitive_desc_create(
-        ctypes.byref(pd),
-        lib.engine,
-        FORWARD_INFERENCE,
+    return _forward(
+        "pooling",
         alg,
         src.handle,
         dst.handle,
@@ -370,30 +374,14 @@ def pooling(
         _Dims(*(d - 1 for d in dilations)),
         _Dims(*pad_l),
         _Dims(*pad_r),
-        attr.attr,
     )
-    lib.check(st, "pooling")
-    return Primitive(pd)
 
 
 def inner_product(
     src: MemoryDesc, weights: MemoryDesc, bias: MemoryDesc | None, dst: MemoryDesc
 ) -> Primitive:
     """A forward-inference inner product: dst [N, M] = src [N, K] x weights [M, K]ᵀ (+ bias [M])."""
-    lib = library()
-    pd, attr = c_void_p(), Attr()
-    st = lib.lib.dnnl_inner_product_forward_primitive_desc_create(
-        ctypes.byref(pd),
-        lib.engine,
-        FORWARD_INFERENCE,
-        src.handle,
-        weights.handle,
-        None if bias is None else bias.handle,
-        dst.handle,
-        attr.attr,
-    )
-    lib.check(st, "inner_product")
-    return Primitive(pd)
+    return _forward("inner_product", src.handle, weights.handle, _md(bias), dst.handle)
 
 
 def reorder(src: MemoryDesc, dst: MemoryDesc) -> Primitive:

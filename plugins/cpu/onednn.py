@@ -103,6 +103,15 @@ class _Weights:
         return buf
 
 
+def _bind_inputs(plan: _ConvPlan | _FCPlan, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> None:
+    """Binds X, the (reordered) filter and the bias of a convolution or inner product; the plan's
+    bound memories keep any contiguous copy alive."""
+    plan.w.bind(plan.weights(w))
+    if plan.b is not None:
+        plan.b.bind(b if b.flags.c_contiguous and b.dtype == F32 else np.ascontiguousarray(b, F32))
+    plan.x.bind(np.ascontiguousarray(x))
+
+
 class _ConvPlan:
     """One oneDNN convolution for fixed shapes, with the reorders its layouts need (none for NHWC)."""
 
@@ -173,10 +182,7 @@ class _ConvPlan:
     ) -> np.ndarray:
         y = np.empty(self.y_shape, F32)
         with self._lock:
-            self.w.bind(self.weights(w))
-            if self.b is not None:
-                self.b.bind(b if b.flags.c_contiguous and b.dtype == F32 else np.ascontiguousarray(b, F32))
-            self.x.bind(np.ascontiguousarray(x))
+            _bind_inputs(self, x, w, b)
             if self.x_in is not None:
                 self.x_in()
             if z is not None:  # the sum post-op adds what dst holds
@@ -245,19 +251,14 @@ def fused_conv(ctx: KernelContext) -> RunFn:
     return _conv(ctx, "FusedConv", (a["activation"], float(a["min"]), float(a["max"])))
 
 
-class _PoolPlan:
-    """One oneDNN pooling for fixed shapes, on the caller's layout (no reorders)."""
+class _OneToOne:
+    """A primitive from one array to a new one (a pooling, a reorder) for fixed shapes, on the
+    caller's layouts."""
 
-    def __init__(self, x: tuple, nchw: bool, alg: int, win: Any, outs: tuple, begins: tuple, ends: tuple):
-        n, c = x[0], (x[1] if nchw else x[3])
-        sizes = x[2:] if nchw else x[1:3]
-        tag = "abcd" if nchw else "acdb"
-        self.y_shape = (n, c, *outs) if nchw else (n, *outs, c)
-        x_md = dnnl.MemoryDesc.make([n, c, *sizes], tag)
-        y_md = dnnl.MemoryDesc.make([n, c, *outs], tag)
-        prim = dnnl.pooling(alg, x_md, y_md, win.strides, win.kernels, win.dilations, begins, ends)
+    def __init__(self, prim: dnnl.Primitive, x_md: dnnl.MemoryDesc, y_md: dnnl.MemoryDesc, y_shape: tuple):
+        self.y_shape = y_shape
         self.x, self.y = dnnl.Memory(x_md), dnnl.Memory(y_md)
-        self.pool = dnnl.Call(prim, [(dnnl.ARG_SRC, self.x), (dnnl.ARG_DST, self.y)])
+        self.call = dnnl.Call(prim, [(dnnl.ARG_SRC, self.x), (dnnl.ARG_DST, self.y)])
         self._lock = threading.Lock()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -266,8 +267,21 @@ class _PoolPlan:
         with self._lock:
             self.x.bind(x)
             self.y.bind(y)
-            self.pool()
+            self.call()
         return y
+
+
+class _PoolPlan(_OneToOne):
+    """One oneDNN pooling for fixed shapes (no reorders)."""
+
+    def __init__(self, x: tuple, nchw: bool, alg: int, win: Any, outs: tuple, begins: tuple, ends: tuple):
+        n, c = x[0], (x[1] if nchw else x[3])
+        sizes = x[2:] if nchw else x[1:3]
+        tag = "abcd" if nchw else "acdb"
+        x_md = dnnl.MemoryDesc.make([n, c, *sizes], tag)
+        y_md = dnnl.MemoryDesc.make([n, c, *outs], tag)
+        prim = dnnl.pooling(alg, x_md, y_md, win.strides, win.kernels, win.dilations, begins, ends)
+        super().__init__(prim, x_md, y_md, (n, c, *outs) if nchw else (n, *outs, c))
 
 
 def _pool(ctx: KernelContext, average: bool) -> RunFn:
@@ -337,10 +351,7 @@ class _FCPlan:
     def __call__(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         y = np.empty(self.y_shape, F32)
         with self._lock:
-            self.w.bind(self.weights(w))
-            if self.b is not None:
-                self.b.bind(b if b.flags.c_contiguous and b.dtype == F32 else np.ascontiguousarray(b, F32))
-            self.x.bind(np.ascontiguousarray(x))
+            _bind_inputs(self, x, w, b)
             self.y.bind(y)
             self.fc()
         return y
@@ -374,7 +385,7 @@ def fc(ctx: KernelContext) -> RunFn:
     return run
 
 
-class _TransposePlan:
+class _TransposePlan(_OneToOne):
     """NCHW <-> NHWC of a float32 4-D array as one oneDNN reorder (multi-threaded, blocked; numpy's
     strided copy is several times slower): the layout Transposes of kaffa.passes.channels_last."""
 
@@ -383,20 +394,8 @@ class _TransposePlan:
             (shape[0], shape[1], shape[2], shape[3]) if to_nhwc else (shape[0], shape[3], shape[1], shape[2])
         )
         src, dst = ("abcd", "acdb") if to_nhwc else ("acdb", "abcd")
-        self.y_shape = (n, h, w, c) if to_nhwc else (n, c, h, w)
         x_md, y_md = dnnl.MemoryDesc.make([n, c, h, w], src), dnnl.MemoryDesc.make([n, c, h, w], dst)
-        self.x, self.y = dnnl.Memory(x_md), dnnl.Memory(y_md)
-        self.reorder = dnnl.Call(dnnl.reorder(x_md, y_md), [(dnnl.ARG_FROM, self.x), (dnnl.ARG_TO, self.y)])
-        self._lock = threading.Lock()
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        y = np.empty(self.y_shape, F32)
-        x = np.ascontiguousarray(x)  # a name keeps a copy alive until the reorder has read it
-        with self._lock:
-            self.x.bind(x)
-            self.y.bind(y)
-            self.reorder()
-        return y
+        super().__init__(dnnl.reorder(x_md, y_md), x_md, y_md, (n, h, w, c) if to_nhwc else (n, c, h, w))
 
 
 _LAYOUTS = {(0, 2, 3, 1): True, (0, 3, 1, 2): False}  # axes -> to NHWC
