@@ -30,7 +30,7 @@ net's), so a net stamped for another backend, or one mixing devices, stays right
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 
 import numpy as np
 
@@ -90,17 +90,19 @@ def _single_use(net: NetDef, i: int) -> int | None:
     return users[0] if len(users) == 1 else None
 
 
-def _rebuild(net: NetDef, replace: dict[int, OperatorDef | None]) -> NetDef:
+def _with_ops(net: NetDef, ops: Iterable[OperatorDef]) -> NetDef:
+    """A copy of ``net`` (name, device, external inputs and outputs, ...) with ``ops``."""
     new = NetDef()
     new.CopyFrom(net)
     del new.op[:]
-    for i, op in enumerate(net.op):
-        if i in replace:
-            if replace[i] is not None:
-                new.op.append(replace[i])
-        else:
-            new.op.append(op)
+    new.op.extend(ops)
     return new
+
+
+def _rebuild(net: NetDef, replace: dict[int, OperatorDef | None]) -> NetDef:
+    """``net`` with op i replaced by ``replace[i]`` (dropped where that is None)."""
+    ops = (replace.get(i, op) for i, op in enumerate(net.op))
+    return _with_ops(net, (op for op in ops if op is not None))
 
 
 def _fold_into(
@@ -375,9 +377,9 @@ def channels_last(net: NetDef, params: Params) -> NetDef:
 
     Each rewritten op writes ``<out>_nhwc`` and a Transpose restores ``<out>``; that Transpose is
     dropped when nothing reads ``<out>`` before it is written again and it is no net output (a net
-    that declares no outputs keeps every final value). An op
-    reading a value another rewritten op made takes its NHWC twin, which is valid until the value
-    is written again; other inputs get a Transpose in front, shared by later readers."""
+    that declares no outputs keeps every final value). An op reading a value another rewritten op
+    made takes its NHWC twin, which is valid until the value is written again; other inputs get a
+    Transpose in front, shared by later readers."""
     if _has_subnets(net):
         return net  # a subnet could read a value whose NCHW form was dropped
     infos = infer_net(net.op, {n: TensorInfo.of(v) for n, v in params.items()})
@@ -393,11 +395,12 @@ def channels_last(net: NetDef, params: Params) -> NetDef:
         taken.add(name)
         return name
 
-    def transpose(src: str, dst: str, axes: tuple[int, ...]) -> OperatorDef:
+    def transpose(src: str, dst: str, axes: tuple[int, ...], like: OperatorDef) -> OperatorDef:
+        """A layout Transpose placed on the device of the op it serves."""
         t = OperatorDef(type="Transpose", input=[src], output=[dst])
         t.arg.append(make_argument("axes", list(axes)))
-        if op.HasField("device_option"):
-            t.device_option.CopyFrom(op.device_option)
+        if like.HasField("device_option"):
+            t.device_option.CopyFrom(like.device_option)
         return t
 
     ops: list[OperatorDef] = []
@@ -422,7 +425,7 @@ def channels_last(net: NetDef, params: Params) -> NetDef:
             name = op.input[k]
             if name not in twin:
                 twin[name] = fresh(f"{name}_nhwc")
-                ops.append(transpose(name, twin[name], _TO_NHWC))
+                ops.append(transpose(name, twin[name], _TO_NHWC, op))
             new.input[k] = twin[name]
         if op.type in ("Conv", "FusedConv"):
             w = op.input[1]
@@ -434,7 +437,7 @@ def channels_last(net: NetDef, params: Params) -> NetDef:
         new.output[0] = fresh(f"{out}_nhwc")
         ops.append(new)
         restores.append(len(ops))
-        ops.append(transpose(new.output[0], out, _TO_NCHW))
+        ops.append(transpose(new.output[0], out, _TO_NCHW, op))
         twin[out] = new.output[0]
     keep = [True] * len(ops)
     for i in restores:
@@ -449,11 +452,7 @@ def channels_last(net: NetDef, params: Params) -> NetDef:
         else:  # the final value: a net that declares its outputs reads only those
             needed = out in net.external_output or not net.external_output
         keep[i] = needed
-    rewritten = NetDef()
-    rewritten.CopyFrom(net)
-    del rewritten.op[:]
-    rewritten.op.extend(op for op, k in zip(ops, keep) if k)
-    return rewritten
+    return _with_ops(net, (op for op, k in zip(ops, keep) if k))
 
 
 channels_last.wants_conv_order = "NHWC"  # type: ignore[attr-defined]

@@ -160,6 +160,11 @@ def check_dy(op: str, dy: Any, want: tuple[int, ...]) -> None:
     check(tuple(dy.shape) == want, f"{op}: dY has shape {list(dy.shape)}, the forward output {list(want)}")
 
 
+def check_residual(op: str, z: Any, want: tuple[int, ...]) -> None:
+    """Checks FusedConv's residual Z against the convolution's output shape."""
+    check(tuple(z.shape) == want, f"{op}: Z has shape {list(z.shape)}, the convolution's output {list(want)}")
+
+
 @dataclass(frozen=True)
 class ConvGeometry:
     """What a Conv or ConvTranspose (or gradient) kernel needs: ``m`` output channels (of the op,
@@ -172,6 +177,16 @@ class ConvGeometry:
     sizes: tuple[int, ...]
     outs: tuple[int, ...]
     begins: tuple[int, ...]
+
+    @property
+    def exact_ends(self) -> list[int]:
+        """The end pads that give exactly ``outs`` windows: what cuDNN and oneDNN take. Negative
+        where the stride skips the input's last rows (a 1x1 stride-2 filter over an even size)."""
+        w = self.win
+        return [
+            (o - 1) * s + (k - 1) * d + 1 - i - b
+            for o, s, k, d, i, b in zip(self.outs, w.strides, self.kern, w.dilations, self.sizes, self.begins)
+        ]
 
 
 @dataclass

@@ -81,10 +81,7 @@ class ConvGraph:
         win = g.win
         pads = list(g.begins)
         # cuDNN pads symmetrically: an end pad other than the begin pad (SAME, ceil mode) is rejected.
-        ends = [
-            (o - 1) * s + (k - 1) * d + 1 - i - b
-            for o, s, k, d, i, b in zip(g.outs, win.strides, g.kern, win.dilations, g.sizes, g.begins)
-        ]
+        ends = g.exact_ends
         if any(e > b for e, b in zip(ends, pads)):
             raise Rejected(f"asymmetric padding {pads} / {ends}")
         cudnn = _cudnn()

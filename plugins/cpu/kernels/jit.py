@@ -63,17 +63,13 @@ def _depthwise(x, wt, bias, z, y, sh, sw, ph, pw, dh, dw, act, lo, hi, has_z):  
     acc = np.empty(n, x.dtype)
     for ch in range(c):
         for pr in range(sh):
-            i0 = (ph - pr + sh - 1) // sh if ph > pr else 0
-            row0 = i0 * sh + pr - ph
-            if row0 >= h:
+            i0, row0, rows = _phase_span(ph, pr, sh, h)
+            if rows == 0:
                 continue
-            rows = (h - row0 + sh - 1) // sh
             for pc in range(sw):
-                j0 = (pw - pc + sw - 1) // sw if pw > pc else 0
-                col0 = j0 * sw + pc - pw
-                if col0 >= w:
+                j0, col0, cols = _phase_span(pw, pc, sw, w)
+                if cols == 0:
                     continue
-                cols = (w - col0 + sw - 1) // sw
                 base = (pr * sw + pc) * plane + i0 * wq + j0
                 for r in range(rows):
                     dst = buf[base + r * wq :]
@@ -102,6 +98,15 @@ def _depthwise(x, wt, bias, z, y, sh, sw, ph, pw, dh, dw, act, lo, hi, has_z):  
                 elif act == 2:
                     v = min(max(v, lo), hi)
                 out[oh, i] = v
+
+
+def _phase_span(pad, phase, stride, size):  # pragma: no cover - compiled, inlined
+    """Along one axis of a depthwise input padded by ``pad``: the first cell of phase plane
+    ``phase`` that holds data, the input index that lands there, and how many input cells the
+    plane takes (0 if none)."""
+    first = (pad - phase + stride - 1) // stride if pad > phase else 0
+    start = first * stride + phase - pad
+    return first, start, max((size - start + stride - 1) // stride, 0)
 
 
 def _epilogue(y, bias, z, act, lo, hi, has_bias, has_z):  # pragma: no cover - compiled
@@ -193,6 +198,7 @@ def _wino_output(mt, y, bias, z, act, lo, hi, has_z, tw):  # pragma: no cover - 
 
 if AVAILABLE:
     _store = numba.njit(cache=CACHE, inline="always", fastmath={"contract"}, boundscheck=False)(_store)
+    _phase_span = numba.njit(cache=CACHE, inline="always")(_phase_span)
     _DEPTHWISE = _compile(_depthwise)
     _EPILOGUE = _compile(_epilogue)
     _WINO_INPUT = _compile(_wino_input)

@@ -26,6 +26,7 @@ from kaffa.launch.math import work_dtype  # float16 computes in float32: numpy's
 from kaffa.launch.nn import (
     channels,
     check_dy,
+    check_residual,
     conv_filter,
     fc_dims,
     fc_gradient_dims,
@@ -516,11 +517,7 @@ def _conv_run(ctx: KernelContext, op: str, act: tuple[int, float, float]) -> Run
         win = filter_window(op, args, kern, windows)
         outs, begins, ends = _resolve(win, tuple(sizes))
         if z is not None:
-            want = layout(n, m, outs, nchw)
-            check(
-                tuple(z.shape) == want,
-                f"{op}: Z has shape {list(z.shape)}, the convolution's output {list(want)}",
-            )
+            check_residual(op, z, layout(n, m, outs, nchw))
         wt = work_dtype(x.dtype)
         if nchw:
             y = _conv_nchw(x, w, b, z, group, win, outs, begins, ends, act)
