@@ -402,7 +402,8 @@ class Predictor:
     puts both nets there; ops the backend lacks fall back to cpu. ``optimize`` (default on) rewrites
     the predict net with ``kaffa.passes`` (batch norm folded into the preceding Conv/FC, bias Adds
     folded into Conv/FC, Conv + residual Add + Relu/Clip fused into FusedConv where the device's
-    backend has a FusedConv kernel) once the parameters are known; the outputs stay the same."""
+    backend has a FusedConv kernel, Conv and pools run channels-last where the backend asks for NHWC)
+    once the parameters are known; the outputs stay the same."""
 
     def __init__(
         self,
@@ -450,7 +451,8 @@ class Predictor:
 
     def _freeze_parameters(self) -> None:
         """Mark the host parameter arrays of the Predictor's own workspace read-only: kernels may
-        then keep data derived from them between runs (the cpu Conv's Winograd filter transforms).
+        then keep data derived from them between runs (the cpu Conv's Winograd filter transforms,
+        the ONEDNN engine's reordered filters).
         Only the Predictor reaches this workspace's arrays (feed_blob copies in, fetch_blob copies
         out); a Predictor given a workspace leaves it alone, since training may share it. The
         parameters the graph passes made are frozen too."""

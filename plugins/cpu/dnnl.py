@@ -48,6 +48,17 @@ class _Arg(ctypes.Structure):
     _fields_ = [("arg", c_int), ("memory", c_void_p)]
 
 
+class _Version(ctypes.Structure):
+    _fields_ = [
+        ("major", c_int),
+        ("minor", c_int),
+        ("patch", c_int),
+        ("hash", ctypes.c_char_p),
+        ("cpu_runtime", ctypes.c_uint),
+        ("gpu_runtime", ctypes.c_uint),
+    ]
+
+
 _STATUS = {
     1: "out of memory",
     2: "invalid arguments",
@@ -101,7 +112,6 @@ class _Library:
             "dnnl_memory_desc_create_with_string_tag",
             "dnnl_memory_desc_destroy",
             "dnnl_memory_desc_equal",
-            "dnnl_memory_desc_get_size",
             "dnnl_memory_create",
             "dnnl_memory_set_data_handle",
             "dnnl_memory_destroy",
@@ -118,7 +128,6 @@ class _Library:
             "dnnl_pooling_forward_primitive_desc_create",
             "dnnl_inner_product_forward_primitive_desc_create",
             "dnnl_primitive_desc_query",
-            "dnnl_primitive_desc_query_md",
             "dnnl_primitive_desc_destroy",
             "dnnl_primitive_create",
             "dnnl_primitive_execute",
@@ -135,6 +144,7 @@ class _Library:
         lib.dnnl_memory_desc_equal.argtypes = [c_void_p, c_void_p]
         lib.dnnl_memory_set_data_handle.argtypes = [c_void_p, c_void_p]
         lib.dnnl_primitive_execute.argtypes = [c_void_p, c_void_p, c_int, ctypes.POINTER(_Arg)]
+        lib.dnnl_version.restype = ctypes.POINTER(_Version)
         self.engine, self.stream = c_void_p(), c_void_p()
         self.check(lib.dnnl_engine_create(ctypes.byref(self.engine), 1, 0), "engine_create")  # dnnl_cpu
         self.check(lib.dnnl_stream_create(ctypes.byref(self.stream), self.engine, 1), "stream_create")
@@ -271,7 +281,7 @@ class Attr:
 
 
 class Primitive:
-    """A created primitive and its descriptor; ``run`` executes it on bound memories."""
+    """A created primitive and its descriptor (and its scratchpad); ``Call`` runs it."""
 
     def __init__(self, pd: c_void_p) -> None:
         lib = library()
@@ -418,24 +428,6 @@ class Call:
             _Library.check(status, "execute")
 
 
-def execute(prim: Primitive, args: Sequence[tuple[int, Memory]]) -> None:
-    """Run ``prim`` once on bound memories."""
-    Call(prim, args)()
-
-
-class _Version(ctypes.Structure):
-    _fields_ = [
-        ("major", c_int),
-        ("minor", c_int),
-        ("patch", c_int),
-        ("hash", ctypes.c_char_p),
-        ("cpu_runtime", ctypes.c_uint),
-        ("gpu_runtime", ctypes.c_uint),
-    ]
-
-
 def version() -> str:
-    lib = library().lib
-    lib.dnnl_version.restype = ctypes.POINTER(_Version)
-    v = lib.dnnl_version().contents
+    v = library().lib.dnnl_version().contents
     return f"{v.major}.{v.minor}.{v.patch}"

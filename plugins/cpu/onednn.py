@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 
 from kaffa.kernels import KernelContext, KernelTable, RunFn
-from kaffa.launch.nn import ConvArgs, ConvGeometry, fc_dims
+from kaffa.launch.nn import ConvArgs, ConvGeometry, check_residual, fc_dims, layout
 from kaffa.ops.geometry import Window
-from kaffa.schema import check
 
 from . import dnnl
 from .kernels import nn, tensor
@@ -120,11 +119,6 @@ class _ConvPlan:
     ) -> None:
         n, c = x[0], (x[1] if nchw else x[3])
         m, (kh, kw), outs = g.m, g.kern, g.outs
-        # A negative end pad (a stride that skips the last rows) is how oneDNN spells it too.
-        ends = [
-            (o - 1) * s + (k - 1) * d + 1 - i - b
-            for o, s, k, d, i, b in zip(outs, g.win.strides, g.kern, g.win.dilations, g.sizes, g.begins)
-        ]
         self.y_shape = (n, m, *outs) if nchw else (n, *outs, m)
         tag = "abcd" if nchw else "acdb"
         if group == 1:
@@ -143,10 +137,9 @@ class _ConvPlan:
             g.win.strides,
             g.win.dilations,
             g.begins,
-            ends,
+            g.exact_ends,  # oneDNN takes a negative end pad too
             attr,
         )
-        self.impl = prim.impl
         x_md, w_md, y_md = (prim.md(q) for q in dnnl.QUERIES)
         self.weights = _Weights(dnnl.MemoryDesc.make(wdims, wtag), w_md)
         self.x, self.y, self.w = _Bound(user_x), _Bound(user_y), _Bound(w_md)
@@ -227,11 +220,7 @@ def _conv(ctx: KernelContext, op: str, act: tuple) -> RunFn:
             return None
         g = args.geometry(x, w, b=b)
         if z is not None:
-            want = (x.shape[0], g.m, *g.outs) if args.nchw else (x.shape[0], *g.outs, g.m)
-            check(
-                tuple(z.shape) == want,
-                f"{op}: Z has shape {list(z.shape)}, the convolution's output {list(want)}",
-            )
+            check_residual(op, z, layout(x.shape[0], g.m, g.outs, args.nchw))
         try:
             return _ConvPlan(x.shape, w.shape, g, args.group, args.nchw, b is not None, z is not None, act)
         except dnnl.DnnlError:
@@ -299,24 +288,25 @@ def _pool(ctx: KernelContext, average: bool) -> RunFn:
     plans: dict[tuple, _PoolPlan | None] = {}
 
     def run(x: np.ndarray) -> tuple[np.ndarray]:
-        if args["global_pooling"] or x.ndim != 4 or x.dtype != F32:
-            return fallback(x)
         plan = plans.get(x.shape, False)
         if plan is False:
-            win = Window.from_args(args, 2)
-            sizes = x.shape[2:] if nchw else x.shape[1:3]
-            outs, begins, ends = nn._resolve(win, tuple(sizes))
-            # oneDNN's include-padding average divides by the whole window, also where it hangs
-            # past the explicit pads (ceil mode); kaffa counts only the explicit pads.
-            overhang = tuple(ends) != tuple(win.declared_end_pads(tuple(sizes)))
-            try:
-                if average and args.get("count_include_pad") and overhang:
-                    raise dnnl.DnnlError("include-padding average with a window past the pads")
-                plan = _PoolPlan(x.shape, nchw, alg, win, tuple(outs), tuple(begins), tuple(ends))
-            except dnnl.DnnlError:
-                plan = None
-            plans[x.shape] = plan
+            plan = plans[x.shape] = _plan(x)
         return fallback(x) if plan is None else (plan(x),)
+
+    def _plan(x: np.ndarray) -> _PoolPlan | None:
+        if args["global_pooling"] or x.ndim != 4 or x.dtype != F32:
+            return None
+        win = Window.from_args(args, 2)
+        sizes = tuple(x.shape[2:] if nchw else x.shape[1:3])
+        outs, begins, ends = nn._resolve(win, sizes)
+        # oneDNN's include-padding average divides by the whole window, also where it hangs past
+        # the explicit pads (ceil mode); kaffa counts only the explicit pads.
+        if average and args.get("count_include_pad") and tuple(ends) != tuple(win.declared_end_pads(sizes)):
+            return None
+        try:
+            return _PoolPlan(x.shape, nchw, alg, win, tuple(outs), tuple(begins), tuple(ends))
+        except dnnl.DnnlError:
+            return None  # oneDNN cannot run this configuration: the default kernel does
 
     return run
 
@@ -362,25 +352,31 @@ def fc(ctx: KernelContext) -> RunFn:
     _one_blas_thread()
     axis, axis_w = ctx.args["axis"], ctx.args["axis_w"]
     fallback = nn.fc(ctx)
-    plans: dict[tuple, _FCPlan | None] = {}
+    # Keyed by the inputs' shapes and dtypes, as Conv's plans: a hit skips fc_dims's checks.
+    Entry = tuple[_FCPlan, int, int, int, int]  # the plan, FC's axis, N, K, M
+    plans: dict[tuple, Entry | None] = {}
 
     def run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> tuple[np.ndarray]:
-        if x.dtype != F32 or w.dtype != F32:
+        key = (x.shape, w.shape, x.dtype, w.dtype, None if b is None else b.shape)
+        entry = plans.get(key, False)
+        if entry is False:
+            entry = plans[key] = _plan(x, w, b)
+        if entry is None:
             return fallback(*(a for a in (x, w, b) if a is not None))
-        ax, _, n, k, m = fc_dims(x, w, axis, axis_w, b)
-        key = (n, k, m, b is not None)
-        plan = plans.get(key, False)
-        if plan is False:
-            try:
-                plan = plans[key] = _FCPlan(n, k, m, b is not None)
-            except dnnl.DnnlError:
-                plan = plans[key] = None
-        if plan is None:
-            return fallback(*(a for a in (x, w, b) if a is not None))
+        plan, ax, n, k, m = entry
         # W and b as they are (same objects every run: the filter cache keys on identity); the
         # primitive reads their contiguous bytes.
         y = plan(x.reshape(n, k), w, b)
         return (y.reshape(*x.shape[:ax], m),)
+
+    def _plan(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> Entry | None:
+        if x.dtype != F32 or w.dtype != F32:
+            return None
+        ax, _, n, k, m = fc_dims(x, w, axis, axis_w, b)
+        try:
+            return _FCPlan(n, k, m, b is not None), ax, n, k, m
+        except dnnl.DnnlError:
+            return None  # oneDNN cannot run this configuration: the default kernel does
 
     return run
 
